@@ -1,0 +1,5 @@
+"""The command line: ``ddnn-deploy`` (also ``python -m ddnn_deploy``)."""
+
+from .main import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,233 @@
+"""Datasets as numpy arrays, and the preprocessing every back-end applies.
+
+Fashion-MNIST IDX files, CIFAR-10/100 in the *binary* format (never the pickled Python
+format: unpickling data is unsafe) and image folders in the ImageNet layout. No download
+code and no torch: the runtime half of the tool (calibration, bench) reads data here too.
+Images are uint8 NCHW; ``Preprocess`` turns them into the model's float input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import DataError
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """The model's input is ``(pixels * scale - mean) / std`` per channel, in ``layout``."""
+
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    layout: str = "NCHW"
+
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        """uint8 NCHW images -> float32 model input."""
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(1, -1, 1, 1)
+        return ((images.astype(np.float32) * np.float32(self.scale) - mean) / std).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "layout": self.layout}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        return cls(float(d["scale"]), tuple(d["mean"]), tuple(d["std"]), d.get("layout", "NCHW"))
+
+
+PREPROCESS = {
+    "fashion-mnist": Preprocess(1 / 255, (0.2860,), (0.3530,)),
+    "cifar10": Preprocess(1 / 255, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": Preprocess(1 / 255, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagefolder": Preprocess(1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+@dataclass
+class ImageDataset:
+    """uint8 images (N, C, H, W) with int64 labels, class names and the dataset's preprocessing."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    preprocess: Preprocess
+    name: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, count: int | None, seed: int = 0) -> "ImageDataset":
+        """A class-balanced-in-expectation random subset of ``count`` samples (all when None)."""
+        if count is None or count >= len(self):
+            return self
+        index = np.sort(np.random.default_rng(seed).permutation(len(self))[:count])
+        return ImageDataset(self.images[index], self.labels[index], self.classes, self.preprocess, self.name)
+
+    def batches(self, batch_size: int, *, limit: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """In-order (float32 input, labels) batches: the one feed for accuracy, calibration and bench."""
+        total = len(self) if limit is None else min(limit, len(self))
+        for start in range(0, total, batch_size):
+            stop = min(start + batch_size, total)
+            yield self.preprocess.apply(self.images[start:stop]), self.labels[start:stop]
+
+
+def _open_maybe_gz(path: Path) -> bytes:
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        return f.read()
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) as used by MNIST and Fashion-MNIST."""
+    path = Path(path)
+    try:
+        raw = _open_maybe_gz(path)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape)) if shape else 0
+    if len(raw) - header != expected:
+        raise DataError(f"{path} is truncated or corrupt: header says {shape}, "
+                        f"found {len(raw) - header} bytes of data")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    raise DataError(f"{folder} has no {stem}[.gz]; expected the four Fashion-MNIST IDX files "
+                    "(install them with: apt-get install -y dataset-fashion-mnist, or pass --data DIR)")
+
+
+def load_fashion_mnist(folder: str | Path | None = None, split: str = "train") -> ImageDataset:
+    """Fashion-MNIST from its IDX files; ``split`` is ``train`` (60k) or ``test`` (10k)."""
+    folder = Path(folder or os.environ.get("DDNN_FASHION_MNIST", FASHION_MNIST_DIR))
+    if not folder.is_dir():
+        raise DataError(f"Fashion-MNIST folder {folder} does not exist; install it with: "
+                        "apt-get install -y dataset-fashion-mnist, or pass --data DIR")
+    prefix = {"train": "train", "test": "t10k"}[split]
+    images = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{folder}: images {images.shape} and labels {labels.shape} do not match")
+    return ImageDataset(images[:, None, :, :].copy(), labels.astype(np.int64), FASHION_MNIST_CLASSES,
+                        PREPROCESS["fashion-mnist"], "fashion-mnist")
+
+
+def load_cifar_binary(folder: str | Path, split: str = "train", *, coarse: bool = False) -> ImageDataset:
+    """CIFAR-10 (``data_batch_*.bin``/``test_batch.bin``) or CIFAR-100 (``train.bin``/``test.bin``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"CIFAR folder {folder} does not exist; pass --data DIR with the binary-version files")
+    c10 = sorted(folder.glob("data_batch_*.bin")) if split == "train" else [folder / "test_batch.bin"]
+    c100 = folder / ("train.bin" if split == "train" else "test.bin")
+    if c10 and all(p.exists() for p in c10):
+        files, label_bytes, name = c10, 1, "cifar10"
+    elif c100.exists():
+        files, label_bytes, name = [c100], 2, "cifar100"
+    else:
+        raise DataError(f"{folder} holds no CIFAR binary files (data_batch_1.bin ... or train.bin); "
+                        "the pickled 'python version' is refused on purpose: use the binary version")
+    record = label_bytes + 3 * 32 * 32
+    chunks = []
+    for path in files:
+        raw = np.fromfile(path, dtype=np.uint8)
+        if raw.size == 0 or raw.size % record:
+            raise DataError(f"{path} is truncated: {raw.size} bytes is not a multiple of {record}")
+        chunks.append(raw.reshape(-1, record))
+    data = np.concatenate(chunks)
+    label_col = 0 if (label_bytes == 1 or coarse) else 1
+    labels = data[:, label_col].astype(np.int64)
+    images = data[:, label_bytes:].reshape(-1, 3, 32, 32).copy()
+    if name == "cifar10":
+        classes = CIFAR10_CLASSES
+    else:
+        classes = tuple(str(i) for i in range(20 if coarse else 100))
+        names_file = folder / ("coarse_label_names.txt" if coarse else "fine_label_names.txt")
+        if names_file.exists():
+            classes = tuple(line.strip() for line in names_file.read_text().splitlines() if line.strip())
+    return ImageDataset(images, labels, classes, PREPROCESS[name], name)
+
+
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
+
+
+def load_image_folder(folder: str | Path, *, size: int = 224, resize: int | None = None,
+                      limit: int | None = None) -> ImageDataset:
+    """Images in the ImageNet layout (one sub-folder per class), resized and centre-cropped.
+
+    Decodes eagerly into memory, so it suits calibration and accuracy subsets; use ``limit``.
+    """
+    try:
+        from PIL import Image
+    except ImportError:
+        raise DataError("image folders need Pillow: pip install pillow") from None
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist")
+    classes = tuple(sorted(d.name for d in folder.iterdir() if d.is_dir()))
+    if not classes:
+        raise DataError(f"{folder} has no class sub-folders (expected ROOT/CLASS/IMAGE.jpg)")
+    files = [(p, i) for i, c in enumerate(classes) for p in sorted((folder / c).iterdir())
+             if p.suffix.lower() in _IMAGE_SUFFIXES]
+    if not files:
+        raise DataError(f"{folder} has class folders but no images ({', '.join(sorted(_IMAGE_SUFFIXES))})")
+    if limit is not None and limit < len(files):
+        keep = np.sort(np.random.default_rng(0).permutation(len(files))[:limit])
+        files = [files[i] for i in keep]
+    resize = resize or int(round(size * 256 / 224))
+    images = np.empty((len(files), 3, size, size), dtype=np.uint8)
+    for n, (path, _) in enumerate(files):
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            w, h = img.size
+            scale = resize / min(w, h)
+            img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+            w, h = img.size
+            left, top = (w - size) // 2, (h - size) // 2
+            images[n] = np.asarray(img.crop((left, top, left + size, top + size))).transpose(2, 0, 1)
+    labels = np.array([i for _, i in files], dtype=np.int64)
+    return ImageDataset(images, labels, classes, PREPROCESS["imagefolder"], "imagefolder")
+
+
+def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None, **kwargs) -> ImageDataset:
+    """Load a dataset by name (see ``DATASETS``); ``data_dir`` overrides the default folder."""
+    if name == "fashion-mnist":
+        return load_fashion_mnist(data_dir, split)
+    if name in ("cifar10", "cifar100"):
+        if data_dir is None:
+            raise DataError(f"{name} needs --data DIR (the binary-version files; nothing is downloaded)")
+        return load_cifar_binary(data_dir, split)
+    if name == "imagefolder":
+        if data_dir is None:
+            raise DataError("imagefolder needs --data DIR (ROOT/train/CLASS/*.jpg, ROOT/val/CLASS/*.jpg)")
+        root = Path(data_dir)
+        sub = root / ("train" if split == "train" else "val")
+        return load_image_folder(sub if sub.is_dir() else root, **kwargs)
+    raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+
+
+def preprocess_dict(preprocess: Preprocess) -> dict:
+    return asdict(preprocess)

@@ -1,0 +1,1 @@
+"""Distillation: losses (pure functions), the training task and the trainer."""
