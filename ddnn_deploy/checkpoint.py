@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,7 +130,7 @@ def _safe_torch_load(path: Path) -> Any:
         reason = str(exc).strip().splitlines()[0][:160]
         raise CheckpointError(f"{path} needs unsafe unpickling and was refused, not executed ({reason}); "
                               "re-save it as a plain state_dict or a ddnn-deploy checkpoint") from None
-    except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to parse means a damaged or foreign file
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable torch file (truncated or corrupt?): {reason}") from None
 

@@ -89,6 +89,11 @@ class ImageDataset:
             yield self.preprocess.apply(self.images[start:stop]), self.labels[start:stop]
 
 
+def _check_split(split: str) -> None:
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
+
+
 def _open_maybe_gz(path: Path) -> bytes:
     with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
         return f.read()
@@ -127,6 +132,7 @@ def load_fashion_mnist(folder: str | Path | None = None, split: str = "train") -
     if not folder.is_dir():
         raise DataError(f"Fashion-MNIST folder {folder} does not exist; install it with: "
                         "apt-get install -y dataset-fashion-mnist, or pass --data DIR")
+    _check_split(split)
     prefix = {"train": "train", "test": "t10k"}[split]
     images = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))
     labels = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte"))
@@ -138,6 +144,7 @@ def load_fashion_mnist(folder: str | Path | None = None, split: str = "train") -
 
 def load_cifar_binary(folder: str | Path, split: str = "train", *, coarse: bool = False) -> ImageDataset:
     """CIFAR-10 (``data_batch_*.bin``/``test_batch.bin``) or CIFAR-100 (``train.bin``/``test.bin``)."""
+    _check_split(split)
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"CIFAR folder {folder} does not exist; pass --data DIR with the binary-version files")

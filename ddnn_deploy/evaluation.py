@@ -42,3 +42,31 @@ def evaluate(model: DepthNet, dataset: ImageDataset, depths: list[DepthConfig], 
     finally:
         model.train(was_training)
     return results
+
+
+def evaluate_checkpoint(ckpt: str, *, dataset: str | None = None, data_dir: str | None = None,
+                        depths: str | None = None, limit: int | None = None, batch_size: int = 500,
+                        device: str = "cpu") -> dict:
+    """``{"depths": [{"depth", "blocks", "top1", "top5", "n"}]}`` on the test split, each depth with
+    its own BN statistics (``bn_stats`` says whether the checkpoint had them)."""
+    from .checkpoint import load_checkpoint
+    from .data import load_dataset
+    from .errors import UsageError
+    from .spec import parse_depths
+
+    checkpoint = load_checkpoint(ckpt)
+    name = dataset or checkpoint.dataset
+    if name is None:
+        raise UsageError(f"{ckpt} names no dataset; pass --dataset")
+    test_set = load_dataset(name, "test", data_dir).subset(limit, seed=2)
+    if tuple(test_set.input_shape) != tuple(checkpoint.input_shape):
+        raise UsageError(f"{name} images are {list(test_set.input_shape)} but {ckpt} expects "
+                         f"{checkpoint.input_shape}; pick the dataset the checkpoint was trained on")
+    configs = parse_depths(checkpoint.spec, depths, checkpoint.table())
+    model = checkpoint.build().to(device)
+    scores = evaluate(model, test_set, configs, bn_stats=checkpoint.bn_stats, batch_size=batch_size,
+                      device=device)
+    rows = [{"depth": checkpoint.spec.depth_of(c), "blocks": list(c.blocks), "top1": scores[str(c)]["top1"],
+             "top5": scores[str(c)]["top5"], "n": scores[str(c)]["n"], "bn_stats": str(c) in checkpoint.bn_stats}
+            for c in configs]
+    return {"checkpoint": str(ckpt), "dataset": name, "depths": rows}

@@ -56,3 +56,92 @@ def train(**opts) -> None:
     opts["progress"] = not opts.pop("no_progress")
     run_train(TrainConfig(**opts), log=lambda m: click.echo(m, err=True))
     click.echo(f"wrote {opts['out']}", err=True)
+
+
+def _print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="left" if i == 0 and name != "depth" else "right")
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    Console().print(table)
+
+
+def _fmt_count(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return str(int(n))
+
+
+@cli.command("eval")
+@click.option("--ckpt", required=True, help="ddnn-deploy checkpoint.")
+@click.option("--depths", default=None, help="Depths to evaluate (default: every depth in the checkpoint).")
+@click.option("--dataset", type=click.Choice(_DATASETS), default=None,
+              help="Dataset (default: the one the checkpoint was trained on).")
+@click.option("--data", "data_dir", default=None, help="Dataset folder.")
+@click.option("--limit", type=int, default=None, help="Evaluate on a random subset of this many test images.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+def eval_command(ckpt, depths, dataset, data_dir, limit, device, as_json) -> None:
+    """Top-1/top-5 of every depth on the test split, each with its own BN statistics."""
+    from ..evaluation import evaluate_checkpoint
+
+    result = evaluate_checkpoint(ckpt, dataset=dataset, data_dir=data_dir, depths=depths, limit=limit,
+                                 device=device)
+    if as_json:
+        _echo_json(result)
+        return
+    _print_table(f"{ckpt} on {result['dataset']} (test)", ["depth", "blocks", "top-1 %", "top-5 %", "images"],
+                 [[r["depth"], "-".join(map(str, r["blocks"])), f"{r['top1']:.2f}", f"{r['top5']:.2f}", r["n"]]
+                  for r in result["depths"]])
+
+
+@cli.command()
+@click.option("--arch", default=None, help="Architecture name.")
+@click.option("--ckpt", default=None, help="ddnn-deploy checkpoint.")
+@click.option("--depths", default=None, help="Depths to describe (default: all in the table).")
+@click.option("--input-size", type=int, default=None, help="Input height = width (with --arch).")
+@click.option("--in-channels", type=int, default=None, help="Input channels (with --arch).")
+@click.option("--num-classes", type=int, default=None, help="Classes (with --arch).")
+@click.option("--width", type=int, default=None, help="Base channel width (with --arch).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+def info(arch, ckpt, depths, input_size, in_channels, num_classes, width, as_json) -> None:
+    """Parameters and MACs of every depth of an architecture or a checkpoint."""
+    from ..describe import describe
+
+    result = describe(arch=arch, ckpt=ckpt, depths=depths, num_classes=num_classes, in_channels=in_channels,
+                      input_size=input_size, width=width)
+    if as_json:
+        _echo_json(result)
+        return
+    has_top1 = any("top1" in r for r in result["depths"])
+    columns = ["depth", "blocks", "params", "MACs"] + (["top-1 %"] if has_top1 else [])
+    rows = [[r["depth"], "-".join(map(str, r["blocks"])), _fmt_count(r["params"]), _fmt_count(r["macs"])]
+            + ([f"{r['top1']:.2f}" if r.get("top1") is not None else "-"] if has_top1 else [])
+            for r in result["depths"]]
+    _print_table(f"{result['arch']}, input {'x'.join(map(str, result['input_shape']))}", columns, rows)
+
+
+@cli.command()
+@click.option("--arch", required=True, help="Architecture name, e.g. resnet50.")
+@click.option("--weights", default=None, help="torchvision/timm state_dict (.pth/.pt/.safetensors); "
+              "omit for a seeded random init (latency studies).")
+@click.option("--depths", default=None, help="The checkpoint's depth table (default: the architecture's).")
+@click.option("--num-classes", type=int, default=None, help="Default: read from the weights, else 1000.")
+@click.option("--in-channels", type=int, default=None)
+@click.option("--input-size", type=int, default=None)
+@click.option("--width", type=int, default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, help="Checkpoint to write.")
+def convert(arch, weights, depths, num_classes, in_channels, input_size, width, seed, out) -> None:
+    """Wrap a plain torchvision/timm ResNet state_dict (or a random init) into a DDNN checkpoint."""
+    from ..convert import convert_weights
+
+    ckpt = convert_weights(arch=arch, weights=weights, depths=depths, num_classes=num_classes,
+                           in_channels=in_channels, input_size=input_size, width=width, seed=seed, out=out)
+    click.echo(f"wrote {out}: {arch}, depths {', '.join(str(ckpt.spec.depth_of(c)) for c in ckpt.depths)}",
+               err=True)
