@@ -188,8 +188,11 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
                        kl_weight=config.kl_weight, at_weight=config.at_weight, temperature=config.temperature)
     wrapped: torch.nn.Module = task
     if world > 1:
+        # Blocks deeper than every trained depth get no gradient; DDP must be told.
+        covers_all = all(max(c.blocks[i] for c in depths) == n for i, n in enumerate(spec.full.blocks))
         wrapped = torch.nn.parallel.DistributedDataParallel(
-            task, device_ids=[device.index] if device.type == "cuda" else None)
+            task, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=not covers_all)
 
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -245,8 +248,10 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
     for epoch in range(start_epoch, config.epochs):
         t0 = time.time()
         model.train()
-        generator = torch.Generator().manual_seed(config.seed * 100003 + epoch)
-        order = _epoch_order(len(train_set), config.seed, epoch)[rank * per_rank: (rank + 1) * per_rank]
+        generator = torch.Generator().manual_seed((config.seed * 100003 + epoch) * 1009 + rank)
+        # Interleaved shards: step s of all ranks together covers the same images as step s of a
+        # single process with world x the batch size.
+        order = _epoch_order(len(train_set), config.seed, epoch)[rank::world][:per_rank]
         sums = {str(d): [0.0, 0, 0] for d in task.depths}  # loss, correct, seen
         bar = _progress(range(steps_per_epoch), steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}",
                         config.progress and rank == 0)

@@ -1,0 +1,100 @@
+"""The command line through click's CliRunner: JSON contracts, one-line errors, exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ddnn_deploy.cli import commands  # noqa: F401  (registers the commands)
+from ddnn_deploy.cli.main import cli
+from ddnn_deploy.models import build_model
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result
+
+
+def assert_one_line_error(result, code, fragment):
+    assert result.exit_code == code, (result.exit_code, result.output)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_info_json_for_an_architecture():
+    result = run("info", "--arch", "resnet50", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    rows = {r["depth"]: r for r in payload["depths"]}
+    assert sorted(rows) == [26, 32, 38, 41, 44, 50]
+    assert rows[50]["blocks"] == [3, 4, 6, 3] and rows[50]["params"] == 25557032
+    assert abs(rows[50]["macs"] / 1e9 - 4.09) < 0.005
+    table = run("info", "--arch", "cifar_resnet56", "--depths", "20,56")
+    assert table.exit_code == 0 and "125.49 M" in table.stdout and "40.55 M" in table.stdout
+
+
+def test_eval_and_info_on_a_checkpoint(tiny_ckpt):
+    result = run("eval", "--ckpt", tiny_ckpt, "--depths", "8,2-2-2", "--limit", "200", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert [r["depth"] for r in payload["depths"]] == [8, 14]
+    for row in payload["depths"]:
+        assert set(row) >= {"depth", "blocks", "top1", "top5"} and 0 <= row["top1"] <= row["top5"] <= 100
+        assert row["n"] == 200 and row["bn_stats"] is True
+    info = json.loads(run("info", "--ckpt", tiny_ckpt, "--json").stdout)
+    assert [r["depth"] for r in info["depths"]] == [8, 14] and info["input_shape"] == [1, 28, 28]
+
+
+def test_bad_input_gives_one_line_errors(tmp_path, tiny_ckpt):
+    assert_one_line_error(run("info", "--arch", "resnet51"), 2, "unknown architecture")
+    assert_one_line_error(run("info", "--arch", "resnet50", "--depths", "39"), 2, "valid depths: 26 (2-2-2-2)")
+    assert_one_line_error(run("eval", "--ckpt", tiny_ckpt, "--depths", "20"), 2, "valid depths: 8 (1-1-1), 14")
+    plain = tmp_path / "plain.pt"
+    torch.save(build_model("resnet18").state_dict(), plain)
+    assert_one_line_error(run("eval", "--ckpt", plain), 3, "ddnn-deploy convert")
+    assert_one_line_error(run("eval", "--ckpt", tmp_path / "missing.pt"), 3, "does not exist")
+    assert_one_line_error(run("eval", "--ckpt", tiny_ckpt, "--data", tmp_path), 4, "t10k-images-idx3-ubyte")
+    assert_one_line_error(run("train", "--depths", "9", "--out", tmp_path / "x.pt"), 2, "has no depth 9")
+    assert_one_line_error(run("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "x.pt"), 4,
+                          "does not exist")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_convert_random_init_and_torchvision_weights(tmp_path):
+    out = tmp_path / "r18.pt"
+    result = run("convert", "--arch", "resnet18", "--out", out)
+    assert result.exit_code == 0, result.output
+    info = json.loads(run("info", "--ckpt", out, "--json").stdout)
+    assert [r["depth"] for r in info["depths"]] == [10, 14, 18]
+
+    torch.manual_seed(1)
+    reference = build_model("resnet18", num_classes=37)
+    weights = tmp_path / "torchvision_resnet18.pth"
+    torch.save(reference.state_dict(), weights)
+    out2 = tmp_path / "r18-tv.pt"
+    result = run("convert", "--arch", "resnet18", "--weights", weights, "--depths", "10,18", "--out", out2)
+    assert result.exit_code == 0, result.output
+    from ddnn_deploy.checkpoint import load_checkpoint
+
+    model = load_checkpoint(out2).build()
+    reference.eval()
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(model(x), reference(x, 18))  # 37 classes read from fc.weight, weights unchanged
+    assert_one_line_error(run("convert", "--arch", "resnet34", "--weights", weights, "--out", tmp_path / "y.pt"),
+                          3, "does not match resnet34")
+    assert not (tmp_path / "y.pt").exists()
+
+
+def test_help_and_import_work_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import ddnn_deploy, ddnn_deploy.spec, ddnn_deploy.data\n"
+            "from ddnn_deploy.cli import main\n"
+            "sys.argv = ['ddnn-deploy', '--help']\n"
+            "main()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "train" in result.stdout and "convert" in result.stdout
