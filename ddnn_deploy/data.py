@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -44,7 +44,7 @@ class Preprocess:
         return {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "layout": self.layout}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocess":
+    def from_dict(cls, d: dict) -> Preprocess:
         return cls(float(d["scale"]), tuple(d["mean"]), tuple(d["std"]), d.get("layout", "NCHW"))
 
 
@@ -74,7 +74,7 @@ class ImageDataset:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
-    def subset(self, count: int | None, seed: int = 0) -> "ImageDataset":
+    def subset(self, count: int | None, seed: int = 0) -> ImageDataset:
         """A class-balanced-in-expectation random subset of ``count`` samples (all when None)."""
         if count is None or count >= len(self):
             return self

@@ -7,8 +7,8 @@ The slicing rule lives here and nowhere else: stage ``i`` runs its first ``block
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from .errors import UsageError
 
@@ -25,7 +25,7 @@ class DepthConfig:
             raise UsageError(f"invalid depth config {self.blocks!r}: every stage needs at least one block")
         object.__setattr__(self, "blocks", blocks)
 
-    def fits(self, full: "DepthConfig") -> bool:
+    def fits(self, full: DepthConfig) -> bool:
         """True when this config is a sub-net of ``full`` (same stages, no more blocks in each)."""
         return len(self.blocks) == len(full.blocks) and all(a <= b for a, b in zip(self.blocks, full.blocks))
 

@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from ddnn_deploy.data import (load_cifar_binary, load_dataset, load_fashion_mnist, load_image_folder, read_idx)
+from ddnn_deploy.data import load_cifar_binary, load_dataset, load_fashion_mnist, load_image_folder, read_idx
 from ddnn_deploy.errors import DataError
 
 

@@ -48,7 +48,7 @@ def test_bad_depths_list_the_valid_ones(text, fragment):
 
 def test_depthconfig_is_frozen_and_validated():
     config = DepthConfig((3, 4, 4, 3))
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):
         config.blocks = (1,)  # type: ignore[misc]
     assert str(config) == "3-4-4-3"
     assert config.fits(DepthConfig((3, 4, 6, 3))) and not config.fits(DepthConfig((3, 4, 3, 3)))

@@ -50,7 +50,8 @@ def _echo_json(payload: object) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(**opts) -> None:
     """Train a DDNN checkpoint (EKD by default); works under torchrun for DDP."""
-    from ..distill.trainer import TrainConfig, train as run_train
+    from ..distill.trainer import TrainConfig
+    from ..distill.trainer import train as run_train
 
     opts["amp"] = not opts.pop("no_amp")
     opts["progress"] = not opts.pop("no_progress")

@@ -10,7 +10,7 @@ Each function returns a dict with tensors under ``loss``, ``ce``, ``kl`` and ``a
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

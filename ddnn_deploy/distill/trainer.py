@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from ..data import ImageDataset, load_dataset
 from ..errors import CheckpointError, UsageError
 from ..evaluation import evaluate
 from ..models import build_model, count_macs, recalibrate_bn
-from ..spec import DepthConfig, arch_spec, parse_depths
+from ..spec import arch_spec, parse_depths
 from .losses import MODES
 from .task import DistillTask
 
@@ -195,7 +196,7 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
             find_unused_parameters=not covers_all)
 
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],

@@ -7,7 +7,7 @@ of ``spec.DepthConfig.active``); there is no hidden "active sub-net" state.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -7,7 +7,7 @@ checkpoint; evaluation and export load the depth's own statistics before running
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
