@@ -29,11 +29,9 @@ def convert_weights(*, arch: str, out: str | Path, weights: str | Path | None = 
     state = load_state_dict_file(weights) if weights else None
     default_channels, default_size = DEFAULT_INPUT[spec.family]
     if state is not None:
-        head = "fc.weight" if "fc.weight" in state else next((k for k in state if k.endswith("classifier.weight")
-                                                              or k.startswith("classifier.") and
-                                                              k.endswith(".weight")), None)
-        if num_classes is None and head in state:
-            num_classes = int(state[head].shape[0]) if head != "classifier.weight" else int(state[head].shape[0])
+        heads = [k for k in state if k == "fc.weight" or (k.startswith("classifier") and k.endswith("weight"))]
+        if num_classes is None and heads:
+            num_classes = int(state[heads[-1]].shape[0])  # the last linear layer's outputs
         stem = state.get("conv1.weight")
         if in_channels is None and stem is not None:
             in_channels = int(stem.shape[1])

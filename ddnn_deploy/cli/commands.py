@@ -56,7 +56,6 @@ def train(**opts) -> None:
     opts["amp"] = not opts.pop("no_amp")
     opts["progress"] = not opts.pop("no_progress")
     run_train(TrainConfig(**opts), log=lambda m: click.echo(m, err=True))
-    click.echo(f"wrote {opts['out']}", err=True)
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:

@@ -320,6 +320,7 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
         final = make_checkpoint(None, final_metrics, bn_stats)
         final.training["recal_samples"] = len(recal_set)
         save_checkpoint(final, out)
+        log(f"wrote {out}")
     if world > 1:
         dist.barrier()
     return load_checkpoint(out)
