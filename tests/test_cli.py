@@ -19,7 +19,7 @@ def run(*args):
 
 def assert_one_line_error(result, code, fragment):
     assert result.exit_code == code, (result.exit_code, result.output)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(("depth ", "selector"))]
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
     assert "Traceback" not in result.output
 
@@ -97,3 +97,16 @@ def test_help_and_import_work_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "train" in result.stdout and "convert" in result.stdout
+
+
+def test_export_command_json_and_errors(tiny_ckpt, tmp_path):
+    out = tmp_path / "artifacts"
+    result = run("export", "--ckpt", tiny_ckpt, "--out", out, "--depths", "8", "--no-simplify", "--json")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout)
+    assert manifest["artifacts"][0]["depth"] == 8 and (out / "manifest.json").exists()
+    assert_one_line_error(run("export", "--ckpt", tiny_ckpt, "--out", out), 2, "--force")
+    assert_one_line_error(run("export", "--ckpt", tiny_ckpt, "--out", tmp_path / "x", "--depths", "44"), 2,
+                          "valid depths")
+    assert_one_line_error(run("export", "--ckpt", tiny_ckpt, "--out", out, "--force", "--depths", "8",
+                              "--no-simplify", "--tolerance", "1e-12"), 6, "parity check failed at depth 8")

@@ -59,6 +59,8 @@ def train(**opts) -> None:
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
+    import shutil
+
     from rich.console import Console
     from rich.table import Table
 
@@ -67,7 +69,7 @@ def _print_table(title: str, columns: list[str], rows: list[list[object]]) -> No
         table.add_column(name, justify="left" if i == 0 and name != "depth" else "right")
     for row in rows:
         table.add_row(*[str(v) for v in row])
-    Console().print(table)
+    Console(width=shutil.get_terminal_size((160, 24)).columns).print(table)
 
 
 def _fmt_count(n: float) -> str:
@@ -145,3 +147,38 @@ def convert(arch, weights, depths, num_classes, in_channels, input_size, width, 
                            in_channels=in_channels, input_size=input_size, width=width, seed=seed, out=out)
     click.echo(f"wrote {out}: {arch}, depths {', '.join(str(ckpt.spec.depth_of(c)) for c in ckpt.depths)}",
                err=True)
+
+
+@cli.command("export")
+@click.option("--ckpt", required=True, help="ddnn-deploy checkpoint.")
+@click.option("--out", required=True, help="Output directory (built beside it, moved into place when verified).")
+@click.option("--depths", default=None, help="Depths to export (default: every depth in the checkpoint).")
+@click.option("--selector", is_flag=True, help="Also write one graph with a depth selector input.")
+@click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--input-size", type=int, default=None, help="Input height = width (default: the checkpoint's).")
+@click.option("--batch", type=int, default=None, help="Static batch size (default: dynamic batch axis).")
+@click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
+@click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True,
+              help="torch.onnx exporter, passed explicitly and recorded (dynamo needs onnxscript).")
+@click.option("--tolerance", type=float, default=1e-4, show_default=True,
+              help="Largest allowed |onnx - torch| relative to the largest |logit|.")
+@click.option("--force", is_flag=True, help="Replace an output directory that already holds files.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest on stdout.")
+def export_command(ckpt, out, depths, selector, opset, input_size, batch, no_simplify, exporter, tolerance, force,
+                   as_json) -> None:
+    """Slice a checkpoint into verified per-depth ONNX graphs (+ an optional selector graph)."""
+    from ..export import export
+
+    manifest = export(ckpt, out, depths=depths, selector=selector, opset=opset, input_size=input_size, batch=batch,
+                      simplify=not no_simplify, force=force, exporter=exporter, tolerance=tolerance,
+                      progress=lambda m: click.echo(m, err=True))
+    if as_json:
+        _echo_json(manifest)
+        return
+    rows = []
+    for a in manifest["artifacts"]:
+        depth = a["depth"] if a["kind"] == "depth" else ",".join(map(str, a["depth"]))
+        rows.append([depth, a["kind"], a["path"], f"{a['bytes'] / 1e6:.2f} MB", _fmt_count(a["params"]),
+                     "yes" if a["simplified"] else "no", f"{a['parity']['max_rel_err']:.1e}"])
+    _print_table(f"{out}/manifest.json ({manifest['export_seconds']:.0f} s)",
+                 ["depth", "kind", "file", "size", "params", "onnxsim", "parity (rel)"], rows)

@@ -42,9 +42,12 @@ def _prepare_target(out: Path, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not force:
         raise UsageError(f"--out {out} already holds files; pass --force to replace them")
     parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"cannot write to {parent.resolve()}: permission denied; choose another --out")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = Path(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent))
+        probe.rmdir()
+    except OSError as exc:
+        raise UsageError(f"cannot write to {parent}: {exc.strerror or exc}; choose another --out") from None
 
 
 def _commit_directory(tmp: Path, out: Path) -> None:
@@ -255,6 +258,6 @@ def _export_selector(ckpt: Checkpoint, ckpt_sha: str, model: Any, configs: list[
               "parity": {"per_depth": per_depth, "tolerance": tolerance,
                          "max_rel_err": max(p["max_rel_err"] for p in per_depth.values())}}
     record["bytes"] += record["data"]["bytes"]
-    say(f"selector: ok, {record['bytes'] / 1e6:.2f} MB on disk "
-        f"({sizes['stored_bytes'] / 1e6:.2f} MB of weights stored for {sizes['referenced_bytes'] / 1e6:.2f} MB referenced)")
+    say(f"selector: ok, {record['bytes'] / 1e6:.2f} MB on disk ({sizes['stored_bytes'] / 1e6:.2f} MB of "
+        f"weights stored for {sizes['referenced_bytes'] / 1e6:.2f} MB referenced)")
     return record

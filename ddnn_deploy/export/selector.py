@@ -115,7 +115,7 @@ def _all_initializers(graph: Any):
                 yield from _all_initializers(sub)
 
 
-def save_deduplicated(model: Any, path: Path, data_name: str, min_bytes: int = 1024) -> dict[str, int]:
+def save_deduplicated(model: Any, path: Path, data_name: str, min_bytes: int = 256) -> dict[str, int]:
     """Save ``model`` with every initializer of at least ``min_bytes`` moved to ONE external-data file
     beside it, storing identical tensors once. Returns byte counts (stored vs referenced)."""
     import onnx

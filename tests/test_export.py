@@ -1,0 +1,149 @@
+"""Export with the real exporter, onnxsim, onnx.checker and onnxruntime on a tiny trained checkpoint."""
+
+import json
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from ddnn_deploy.checkpoint import load_checkpoint, sha256_file
+from ddnn_deploy.errors import CheckpointError, UsageError
+from ddnn_deploy.export import api
+from ddnn_deploy.export import export
+from ddnn_deploy.export.simplify import simplify_in_child
+from ddnn_deploy.export.verify import ParityError
+
+
+def _run(path, x, depth=None):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {"input": x}
+    if depth is not None:
+        feed["depth"] = np.asarray(depth, dtype=np.int64)
+    return session.run(None, feed)[0]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "artifacts"
+    manifest = export(tiny_ckpt, out, selector=True)
+    return out, manifest
+
+
+def test_manifest_and_per_depth_graphs(exported, tiny_ckpt):
+    out, manifest = exported
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert manifest["format"] == "ddnn-deploy.export" and manifest["version"] == 1
+    assert manifest["checkpoint"]["sha256"] == sha256_file(tiny_ckpt)
+    assert set(manifest["preprocess"]) >= {"scale", "mean", "std", "layout"}
+    per_depth = [a for a in manifest["artifacts"] if a["kind"] == "depth"]
+    assert [a["depth"] for a in per_depth] == [8, 14]
+    for a in per_depth:
+        path = out / a["path"]
+        assert sha256_file(path) == a["sha256"] and path.stat().st_size == a["bytes"]
+        assert a["precision"] == "fp32" and a["exporter"] == "torchscript" and a["opset"] == 17
+        assert a["parity"]["max_rel_err"] <= 1e-4 and a["parity"]["real_samples"] > 0
+        model = onnx.load(str(path))
+        ops = [n.op_type for n in model.graph.node]
+        assert "BatchNormalization" not in ops  # the depth's BN statistics are folded
+        assert ops.count("Conv") == 1 + 2 * sum(a["blocks"])
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert json.loads(meta["ddnn.depth"]) == a["depth"] and meta["ddnn.checkpoint_sha256"] == a.get(
+            "checkpoint_sha256", manifest["checkpoint"]["sha256"])
+        assert json.loads(meta["ddnn.class_names"])[0] == "T-shirt/top"
+        assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim][0] == "batch"
+    assert per_depth[0]["bytes"] < per_depth[1]["bytes"]  # a shallower depth is a smaller file
+    assert per_depth[0]["simplified"] in (True, False) and per_depth[0]["simplify_note"]
+
+
+def test_graphs_match_pytorch_with_each_depths_own_bn(exported, tiny_ckpt):
+    out, manifest = exported
+    ckpt = load_checkpoint(tiny_ckpt)
+    x = np.random.default_rng(0).standard_normal((5, 1, 28, 28)).astype(np.float32)
+    for a in (a for a in manifest["artifacts"] if a["kind"] == "depth"):
+        config = ckpt.table()[a["depth"]]
+        expected = ckpt.build(config)(torch.from_numpy(x), config).detach().numpy()
+        assert np.abs(_run(out / a["path"], x) - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_selector_equals_per_depth_graphs_and_stores_weights_once(exported):
+    out, manifest = exported
+    selector = next(a for a in manifest["artifacts"] if a["kind"] == "selector")
+    per_depth = {a["depth"]: a for a in manifest["artifacts"] if a["kind"] == "depth"}
+    assert selector["depth"] == [8, 14]
+    x = np.random.default_rng(1).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    for depth, a in per_depth.items():
+        np.testing.assert_allclose(_run(out / selector["path"], x, depth), _run(out / a["path"], x),
+                                   rtol=0, atol=1e-5)
+    # weights stored once: the selector's files are about the size of the deepest graph (this tiny
+    # width-8 net has relatively large per-branch graph structure; the demo model is at 1.05x)
+    assert selector["bytes"] < 1.25 * per_depth[14]["bytes"]
+    assert selector["bytes"] < 0.8 * (per_depth[8]["bytes"] + per_depth[14]["bytes"])
+    assert selector["weights"]["stored_bytes"] < selector["weights"]["referenced_bytes"]
+    assert (out / selector["data"]["path"]).exists()
+    with pytest.raises(Exception, match="idx=1000011"):
+        _run(out / selector["path"], x, 11)  # a depth the graph lacks fails loudly
+
+
+def test_static_batch_input_size_and_no_simplify(tiny_ckpt, tmp_path):
+    manifest = export(tiny_ckpt, tmp_path / "b2", depths="8", batch=2, input_size=32, simplify=False)
+    a = manifest["artifacts"][0]
+    assert a["simplified"] is False and "skipped" in a["simplify_note"] and a["batch"] == 2
+    assert manifest["input"]["shape"] == [2, 1, 32, 32]
+    model = onnx.load(str(tmp_path / "b2" / a["path"]))
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [2, 1, 32, 32]
+    assert a["parity"]["real_samples"] == 0  # 32 px inputs: no real samples of the 28 px dataset
+
+
+def test_onnxsim_crash_or_hang_keeps_the_unsimplified_graph(tiny_ckpt, tmp_path, monkeypatch):
+    src, dst = tmp_path / "src.onnx", tmp_path / "dst.onnx"
+    src.write_bytes(b"")
+    segfault = (sys.executable, "-c", "import ctypes; ctypes.string_at(0)")
+    ok, reason = simplify_in_child(src, dst, command=segfault)
+    assert not ok and "signal 11" in reason
+    ok, reason = simplify_in_child(src, dst, timeout=1, command=(sys.executable, "-c", "import time; time.sleep(30)"))
+    assert not ok and "timed out" in reason
+
+    def crashing(src_path, dst_path, timeout=300.0):
+        return simplify_in_child(src_path, dst_path, timeout, command=segfault)
+
+    monkeypatch.setattr(api, "simplify_in_child", crashing)
+    manifest = export(tiny_ckpt, tmp_path / "out", depths="8")
+    a = manifest["artifacts"][0]
+    assert a["simplified"] is False and "signal 11" in a["simplify_note"]
+    assert a["parity"]["max_rel_err"] <= 1e-4
+
+
+def test_bad_input_leaves_nothing_half_written(tiny_ckpt, tmp_path):
+    with pytest.raises(UsageError, match="valid depths: 8 \\(1-1-1\\), 14 \\(2-2-2\\)"):
+        export(tiny_ckpt, tmp_path / "a", depths="20")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is a file"):
+        export(tiny_ckpt, tmp_path / "file")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("precious")
+    with pytest.raises(UsageError, match="--force"):
+        export(tiny_ckpt, existing)
+    with pytest.raises(ParityError, match="parity check failed at depth 8: max abs error"):
+        export(tiny_ckpt, existing, depths="8", force=True, simplify=False, tolerance=1e-12)
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]  # a failed export leaves it untouched
+    with pytest.raises(UsageError, match="cannot write"):
+        export(tiny_ckpt, "/proc/ddnn-deploy-test/out")
+    plain = tmp_path / "plain.pt"
+    torch.save({"w": torch.zeros(2)}, plain)
+    with pytest.raises(CheckpointError, match="not a ddnn-deploy checkpoint"):
+        export(plain, tmp_path / "b")
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_force_replaces_a_previous_export(tiny_ckpt, tmp_path):
+    out = tmp_path / "art"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    export(tiny_ckpt, out, depths="8", simplify=False, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["cifar_resnet20-d8.onnx", "manifest.json"]
