@@ -19,7 +19,8 @@ def run(*args):
 
 def assert_one_line_error(result, code, fragment):
     assert result.exit_code == code, (result.exit_code, result.output)
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(("depth ", "selector"))]
+    progress = ("depth ", "selector")
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(progress)]
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
     assert "Traceback" not in result.output
 

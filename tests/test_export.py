@@ -11,8 +11,7 @@ import torch
 
 from ddnn_deploy.checkpoint import load_checkpoint, sha256_file
 from ddnn_deploy.errors import CheckpointError, UsageError
-from ddnn_deploy.export import api
-from ddnn_deploy.export import export
+from ddnn_deploy.export import api, export
 from ddnn_deploy.export.simplify import simplify_in_child
 from ddnn_deploy.export.verify import ParityError
 
