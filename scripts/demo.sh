@@ -11,3 +11,5 @@ echo "== ddnn-deploy info --ckpt models/fmnist-resnet20-ddnn.pt"
 ddnn-deploy info --ckpt "$CKPT"
 echo "== ddnn-deploy eval --ckpt models/fmnist-resnet20-ddnn.pt   (10,000 Fashion-MNIST test images)"
 ddnn-deploy eval --ckpt "$CKPT"
+echo "== ddnn-deploy export --ckpt models/fmnist-resnet20-ddnn.pt --out artifacts/demo --selector --force"
+ddnn-deploy export --ckpt "$CKPT" --out artifacts/demo --selector --force
