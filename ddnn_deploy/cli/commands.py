@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -182,3 +183,79 @@ def export_command(ckpt, out, depths, selector, opset, input_size, batch, no_sim
                      "yes" if a["simplified"] else "no", f"{a['parity']['max_rel_err']:.1e}"])
     _print_table(f"{out}/manifest.json ({manifest['export_seconds']:.0f} s)",
                  ["depth", "kind", "file", "size", "params", "onnxsim", "parity (rel)"], rows)
+
+
+def _print_pick(pick) -> None:
+    acc = f", top-1 {pick.top1:.2f}%" if pick.top1 is not None else ""
+    click.echo(f"pick: depth {pick.depth} ({pick.backend} {pick.precision}, batch {pick.batch}): "
+               f"{pick.stat} {pick.latency_ms:.3f} ms <= {pick.budget_ms:g} ms{acc}")
+
+
+@cli.command("bench")
+@click.option("--artifacts", required=True, help="Export directory (manifest.json + graphs).")
+@click.option("--device", default="x86-cpu", show_default=True, help="Device profile (x86-cpu, cuda, jetson, ...).")
+@click.option("--profiles", "profiles_file", default=None, help="TOML file adding or overriding device profiles.")
+@click.option("--dataset", default=None, help="Dataset for accuracy (fashion-mnist, cifar10, cifar100, "
+              "imagefolder, or none for latency only).")
+@click.option("--data", "data_dir", default=None, help="Dataset folder.")
+@click.option("--limit", type=int, default=None, help="Measure accuracy on this many test images.")
+@click.option("--depths", default=None, help="Depth numbers to measure, e.g. 8,20 (default: all).")
+@click.option("--selector", "include_selector", is_flag=True, help="Also measure the selector graph.")
+@click.option("--ckpt", default=None, help="Checkpoint, for the torch back-end.")
+@click.option("--results", "results_path", default="results.json", show_default=True)
+@click.option("--engine-cache", default=None, help="TensorRT engine cache (default: ARTIFACTS/engines).")
+@click.option("--budget-ms", type=float, default=None, help="Also print the depth this budget picks.")
+@click.option("--stat", default="p90", show_default=True, help="Latency statistic for --budget-ms.")
+@click.option("--no-progress", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the results on stdout.")
+def bench_command(artifacts, device, profiles_file, dataset, data_dir, limit, depths, include_selector, ckpt,
+                  results_path, engine_cache, budget_ms, stat, no_progress, as_json) -> None:
+    """Measure latency, throughput, accuracy and memory of every depth on a device profile."""
+    from ..bench.plot import plot_results
+    from ..bench.sweep import bench
+
+    depth_list = [int(d) for d in depths.split(",")] if depths else None
+    results = bench(artifacts, device=device, profiles_file=profiles_file, dataset=dataset, data_dir=data_dir,
+                    limit=limit, depths=depth_list, include_selector=include_selector, checkpoint=ckpt,
+                    results_path=results_path, engine_cache=engine_cache, progress=not no_progress,
+                    log=lambda m: click.echo(m, err=True))
+    plot = plot_results(results, Path(results_path).with_suffix(".png"))
+    if as_json:
+        _echo_json(results)
+    else:
+        rows = []
+        for r in results["rows"]:
+            lat, acc = r.get("latency_ms") or {}, r.get("accuracy") or {}
+            rows.append([r["depth"], r.get("kind", "depth"), r["precision"], r["batch"],
+                         f"{lat['p50']:.3f}" if lat else "-", f"{lat['p90']:.3f}" if lat else "-",
+                         f"{r['throughput']:.1f}" if r.get("throughput") else "-",
+                         f"{acc['top1']:.2f}" if acc.get("top1") is not None else "-",
+                         f"{(r.get('memory_mb') or {}).get('peak_rss_mb', 0):.0f}" if r.get("memory_mb") else "-",
+                         r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error')}"])
+        _print_table(f"{results['arch']} on {device} -> {results_path}" + (f", {plot}" if plot else ""),
+                     ["depth", "kind", "precision", "batch", "p50 ms", "p90 ms", "img/s", "top-1 %", "peak MB",
+                      "status"], rows)
+    if budget_ms is not None:
+        from ..pick import pick_depth
+
+        _print_pick(pick_depth(results["rows"], budget_ms, stat=stat))
+
+
+@cli.command("pick")
+@click.option("--results", "results_path", default="results.json", show_default=True)
+@click.option("--budget-ms", type=float, required=True, help="Latency budget in milliseconds.")
+@click.option("--stat", default="p90", show_default=True, help="mean, min, p50, p90, p95, p99 or max.")
+@click.option("--min-accuracy", type=float, default=None, help="Lowest acceptable top-1 (%).")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def pick_command(results_path, budget_ms, stat, min_accuracy, batch, as_json) -> None:
+    """The most accurate depth whose latency fits the budget (ties go to the faster)."""
+    from ..bench.results import load_results
+    from ..pick import pick_depth
+
+    results = load_results(results_path)
+    pick = pick_depth(results["rows"], budget_ms, stat=stat, min_accuracy=min_accuracy, batch=batch)
+    if as_json:
+        _echo_json(pick.to_dict())
+    else:
+        _print_pick(pick)

@@ -1,0 +1,1 @@
+"""Bench: device profiles, timing, accuracy and memory in child processes, results, plots."""

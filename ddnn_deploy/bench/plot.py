@@ -1,0 +1,60 @@
+"""Accuracy against latency per depth, with the Pareto front, as a PNG beside the results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_path
+
+
+def pareto_front(points: list[tuple[float, float, Any]]) -> list[tuple[float, float, Any]]:
+    """Points (latency, accuracy, label) not beaten by another that is both faster and more accurate."""
+    front = []
+    best = float("-inf")
+    for latency, acc, label in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append((latency, acc, label))
+            best = acc
+    return front
+
+
+def plot_results(results: dict[str, Any], path: str | Path, *, stat: str = "p50", batch: int = 1) -> Path | None:
+    """Write the plot; returns None when matplotlib is missing or nothing has both latency and accuracy."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = [r for r in results["rows"] if r.get("status") == "ok" and r.get("batch") == batch
+            and (r.get("accuracy") or {}).get("top1") is not None]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["precision"], row["backend"], row.get("kind", "depth")), []).append(row)
+    points = []
+    for (precision, backend, kind), members in sorted(groups.items()):
+        xs = [m["latency_ms"][stat] for m in members]
+        ys = [m["accuracy"]["top1"] for m in members]
+        ax.scatter(xs, ys, label=f"{backend} {precision}" + (" (selector)" if kind == "selector" else ""), zorder=3)
+        for m, x, y in zip(members, xs, ys):
+            ax.annotate(str(m["depth"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            points.append((x, y, m["depth"]))
+    front = pareto_front(points)
+    ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="gray", zorder=2, label="Pareto front")
+    device = results.get("device", {}).get("profile", {}).get("name", "?")
+    ax.set_xlabel(f"latency {stat} (ms), batch {batch}")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(f"{results.get('arch', '')} on {device}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,121 @@
+"""One (depth, precision) measurement in its own process: ``python -m ddnn_deploy.bench.worker JOB RESULT``.
+
+A crash here (a sticky CUDA error, a segfault in a back-end) kills only this process; the sweep
+records a failed row and goes on. Latency, throughput at each batch size, accuracy through the same
+runner, and peak memory are written as JSON to RESULT.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .timing import TimingSettings, measure
+
+
+def _rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_runner(job: dict[str, Any]):
+    backend = job["backend"]
+    if backend == "onnxruntime":
+        from ..runners.onnxruntime_runner import OrtRunner
+
+        return OrtRunner(job["file"], provider=job.get("provider", "cpu"), threads=job.get("threads"))
+    if backend == "tensorrt":
+        from ..runners.tensorrt_runner import TrtRunner
+
+        return TrtRunner(job["file"], precision=job["precision"], cache_dir=job.get("engine_cache"),
+                         onnx_sha256=job.get("sha256"), max_batch=max(job["batch_sizes"]))
+    if backend == "torch":
+        from ..runners.torch_runner import TorchRunner
+
+        return TorchRunner(job["checkpoint"], job["depth"], threads=job.get("threads"))
+    raise ValueError(f"unknown backend {backend}")
+
+
+def accuracy(runner: Any, job: dict[str, Any]) -> dict[str, Any] | None:
+    spec = job.get("dataset")
+    if not spec:
+        return None
+    from ..data import Preprocess, load_dataset
+
+    data = load_dataset(spec["name"], "test", spec.get("data_dir")).subset(spec.get("limit"), seed=2)
+    if list(data.input_shape) != list(job["input_shape"]):
+        return {"top1": None, "top5": None, "n": 0,
+                "note": f"dataset images are {list(data.input_shape)}, the graph wants {job['input_shape']}"}
+    data.preprocess = Preprocess.from_dict(job["preprocess"])
+    static = job.get("static_batch")
+    batch = static or job.get("accuracy_batch", 256)
+    top1 = top5 = seen = 0
+    for x, y in data.batches(batch):
+        n = len(y)
+        if static and n < static:  # pad the last chunk of a static-batch graph
+            x = np.concatenate([x, np.zeros((static - n, *x.shape[1:]), dtype=x.dtype)])
+        feed = {"input": x, **({"depth": np.asarray(job["depth"], dtype=np.int64)} if job.get("selector") else {})}
+        logits = runner.infer(feed)[0][:n]
+        order = np.argsort(-logits, axis=1)
+        top1 += int((order[:, 0] == y).sum())
+        top5 += int((order[:, :5] == y[:, None]).any(axis=1).sum())
+        seen += n
+    return {"top1": 100.0 * top1 / seen, "top5": 100.0 * top5 / seen, "n": seen}
+
+
+def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
+    baseline = _rss_mb()
+    runner = make_runner(job)
+    rows = []
+    timing = TimingSettings(**job["timing"])
+    rng = np.random.default_rng(0)
+    with runner:
+        info = runner.info()
+        acc = accuracy(runner, job)
+        for batch in job["batch_sizes"]:
+            if job.get("static_batch") and batch != job["static_batch"]:
+                rows.append({"batch": batch, "status": "skipped", "error": f"graph has static batch "
+                             f"{job['static_batch']}", "latency_ms": None, "throughput": None})
+                continue
+            x = rng.standard_normal((batch, *job["input_shape"])).astype(np.float32)
+            feed = {"input": x, **({"depth": np.asarray(job["depth"], dtype=np.int64)} if job.get("selector")
+                                   else {})}
+            stats, samples = measure(lambda: runner.infer(feed), timing)
+            rows.append({"batch": batch, "status": "ok", "error": None, "latency_ms": stats,
+                         "throughput": batch / (stats["mean"] / 1e3), "samples_ms": samples})
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    memory = {"peak_rss_mb": peak, "baseline_rss_mb": baseline, "runner_mb": max(0.0, peak - baseline),
+              **({"gpu_mb": info["gpu_memory_mb"]} if "gpu_memory_mb" in info else {})}
+    for row in rows:
+        row.update({"accuracy": acc, "memory_mb": memory, "runner": info})
+    return rows
+
+
+def main(job_path: str, result_path: str) -> int:
+    job = json.loads(Path(job_path).read_text())
+    try:
+        rows = run_job(job)
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - report every failure as a failed row
+        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        rows = [{"batch": b, "status": "error", "error": message[:500], "latency_ms": None, "throughput": None,
+                 "accuracy": None, "memory_mb": None, "traceback": traceback.format_exc()[-2000:]}
+                for b in job["batch_sizes"]]
+        code = 1
+    Path(result_path).write_text(json.dumps(rows))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

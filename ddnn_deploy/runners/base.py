@@ -1,0 +1,54 @@
+"""The Runner lifecycle shared by every back-end: activate / infer / deactivate, as a context manager.
+
+Runners are constructed cheaply (paths and settings only); nothing touches a device or loads a
+library until ``activate``. Runners never time anything: timing lives in ``ddnn_deploy.bench.timing``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class Runner:
+    name = "runner"
+
+    def __init__(self) -> None:
+        self.active = False
+
+    def activate(self) -> Runner:
+        if not self.active:
+            self._activate()
+            self.active = True
+        return self
+
+    def deactivate(self) -> None:
+        if self.active:
+            self._deactivate()
+            self.active = False
+
+    def infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run one inference; ``feed`` maps input names to arrays. Returns the outputs as numpy."""
+        if not self.active:
+            raise RuntimeError(f"{self.name}: call activate() (or use `with`) before infer()")
+        return self._infer(feed)
+
+    def info(self) -> dict[str, Any]:
+        """Back-end details recorded with the results (versions, providers, precision)."""
+        return {"backend": self.name}
+
+    def __enter__(self) -> Runner:
+        return self.activate()
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+    def _activate(self) -> None:
+        raise NotImplementedError
+
+    def _deactivate(self) -> None:
+        pass
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError

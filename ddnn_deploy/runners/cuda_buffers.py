@@ -1,0 +1,132 @@
+"""Device buffers behind one small interface, through cuda-python or, where that is what is installed,
+pycuda. Lazily imported; nothing here runs on a machine without a GPU.
+
+cuda-python 13 moved ``cuda.cudart`` to ``cuda.bindings.runtime``; both spellings are tried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import MissingDependencyError
+
+
+def _cudart() -> Any | None:
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6 / 13
+
+        return cudart
+    except ImportError:
+        pass
+    try:
+        from cuda import cudart  # type: ignore[no-redef]  # cuda-python 11.x / 12.x
+
+        return cudart
+    except ImportError:
+        return None
+
+
+def _check(result: Any) -> Any:
+    """cuda-python returns (err, *values); raise on a non-zero error code."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise RuntimeError(f"CUDA runtime error {err}")
+    return values[0] if len(values) == 1 else (tuple(values) if values else None)
+
+
+class CudaBuffers:
+    """Allocate device memory, copy host<->device, own a stream; ``backend`` is cuda-python or pycuda."""
+
+    def __init__(self) -> None:
+        self.cudart = _cudart()
+        if self.cudart is not None:
+            self.backend = "cuda-python"
+            self.stream = _check(self.cudart.cudaStreamCreate())
+            self._context = None
+        else:
+            try:
+                import pycuda.driver as drv
+            except ImportError:
+                raise MissingDependencyError("TensorRT needs device buffers: pip install cuda-python "
+                                             "(or pycuda)") from None
+            self.backend = "pycuda"
+            drv.init()
+            self._drv = drv
+            self._context = drv.Device(0).make_context()
+            self.stream = drv.Stream()
+        self._allocations: list[Any] = []
+
+    @property
+    def stream_handle(self) -> int:
+        return int(self.stream) if self.backend == "cuda-python" else self.stream.handle
+
+    def alloc(self, nbytes: int) -> int:
+        if self.backend == "cuda-python":
+            ptr = _check(self.cudart.cudaMalloc(nbytes))
+            self._allocations.append(ptr)
+            return int(ptr)
+        mem = self._drv.mem_alloc(nbytes)
+        self._allocations.append(mem)
+        return int(mem)
+
+    def to_device(self, ptr: int, host: np.ndarray) -> None:
+        host = np.ascontiguousarray(host)
+        if self.backend == "cuda-python":
+            kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+            _check(self.cudart.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, kind, self.stream))
+        else:
+            self._drv.memcpy_htod_async(ptr, host, self.stream)
+
+    def to_host(self, host: np.ndarray, ptr: int) -> None:
+        if self.backend == "cuda-python":
+            kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+            _check(self.cudart.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes, kind, self.stream))
+        else:
+            self._drv.memcpy_dtoh_async(host, ptr, self.stream)
+
+    def synchronize(self) -> None:
+        if self.backend == "cuda-python":
+            _check(self.cudart.cudaStreamSynchronize(self.stream))
+        else:
+            self.stream.synchronize()
+
+    def memory_used_mb(self) -> float | None:
+        try:
+            if self.backend == "cuda-python":
+                free, total = _check(self.cudart.cudaMemGetInfo())
+            else:
+                free, total = self._drv.mem_get_info()
+            return (total - free) / 2**20
+        except Exception:  # noqa: BLE001 - informational only
+            return None
+
+    def close(self) -> None:
+        if self.backend == "cuda-python":
+            for ptr in self._allocations:
+                self.cudart.cudaFree(ptr)
+            self.cudart.cudaStreamDestroy(self.stream)
+        else:
+            for mem in self._allocations:
+                mem.free()
+            if self._context is not None:
+                self._context.pop()
+        self._allocations.clear()
+
+
+def gpu_identity() -> dict[str, Any]:
+    """Name and compute capability of GPU 0 (for the engine sidecar)."""
+    cudart = _cudart()
+    if cudart is not None:
+        props = _check(cudart.cudaGetDeviceProperties(0))
+        name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+        return {"gpu": name.strip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
+    try:
+        import pycuda.driver as drv
+    except ImportError:
+        raise MissingDependencyError("TensorRT needs cuda-python (pip install cuda-python) or pycuda") from None
+    drv.init()
+    device = drv.Device(0)
+    major, minor = device.compute_capability()
+    return {"gpu": device.name(), "compute_capability": f"{major}.{minor}"}

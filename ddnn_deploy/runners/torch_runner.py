@@ -1,0 +1,43 @@
+"""torch runner: the reference, straight from the checkpoint (the depth's own BN statistics)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MissingDependencyError
+from .base import Runner
+
+
+class TorchRunner(Runner):
+    name = "torch"
+
+    def __init__(self, ckpt: str | Path, depth: int, *, threads: int | None = None, device: str = "cpu") -> None:
+        super().__init__()
+        self.ckpt, self.depth, self.threads, self.device = Path(ckpt), depth, threads, device
+
+    def _activate(self) -> None:
+        try:
+            import torch
+        except ImportError:
+            raise MissingDependencyError("the torch runner needs torch: pip install torch==2.13.0") from None
+        from ..checkpoint import load_checkpoint
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        ckpt = load_checkpoint(self.ckpt)
+        self.config = ckpt.table()[self.depth]
+        self.model = ckpt.build(self.config).to(self.device)
+        self.torch = torch
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with self.torch.no_grad():
+            x = self.torch.from_numpy(feed["input"]).to(self.device)
+            return [self.model(x, self.config).cpu().numpy()]
+
+    def info(self) -> dict[str, Any]:
+        import torch
+
+        return {"backend": self.name, "torch": str(torch.__version__), "device": self.device}
