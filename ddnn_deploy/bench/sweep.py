@@ -74,7 +74,8 @@ def bench(artifacts: str | Path, *, device: str = "x86-cpu", profiles_file: str 
     env = capture(profile.backend, profile.resolved_threads() if profile.backend != "tensorrt" else None)
     for note in warnings_for(env):
         log(f"warning: {note}")
-    chosen = [a for a in manifest["artifacts"] if a["kind"] == "depth" or (include_selector and a["kind"] == "selector")]
+    wanted_kinds = ("depth", "selector") if include_selector else ("depth",)
+    chosen = [a for a in manifest["artifacts"] if a["kind"] in wanted_kinds]
     if depths:
         known = sorted({a["depth"] for a in manifest["artifacts"] if a["kind"] == "depth"})
         missing = sorted(set(depths) - set(known))

@@ -91,7 +91,7 @@ def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
             x = rng.standard_normal((batch, *job["input_shape"])).astype(np.float32)
             feed = {"input": x, **({"depth": np.asarray(job["depth"], dtype=np.int64)} if job.get("selector")
                                    else {})}
-            stats, samples = measure(lambda: runner.infer(feed), timing)
+            stats, samples = measure(lambda feed=feed: runner.infer(feed), timing)
             rows.append({"batch": batch, "status": "ok", "error": None, "latency_ms": stats,
                          "throughput": batch / (stats["mean"] / 1e3), "samples_ms": samples})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
