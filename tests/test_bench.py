@@ -1,0 +1,178 @@
+"""bench and pick on real exported graphs with the real onnxruntime, in child processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ddnn_deploy.bench.artifacts import ArtifactsError, load_manifest
+from ddnn_deploy.bench.profiles import get_profile, load_profiles
+from ddnn_deploy.bench.sweep import bench
+from ddnn_deploy.bench.timing import TimingSettings, latency_stats, measure
+from ddnn_deploy.cli import commands  # noqa: F401
+from ddnn_deploy.cli.main import cli
+from ddnn_deploy.errors import MissingDependencyError, UsageError
+from ddnn_deploy.evaluation import evaluate_checkpoint
+from ddnn_deploy.export import export
+
+QUICK = """
+[profiles.quick]
+extends = "x86-cpu"
+threads = 1
+batch_sizes = [1, 2]
+warmup_iters = 2
+warmup_seconds = 0.0
+min_iters = 15
+min_seconds = 0.0
+"""
+
+
+@pytest.fixture(scope="module")
+def artifacts(tiny_ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "artifacts"
+    export(tiny_ckpt, out, selector=True, simplify=False)
+    return out
+
+
+@pytest.fixture()
+def profiles(tmp_path):
+    path = tmp_path / "profiles.toml"
+    path.write_text(QUICK)
+    return path
+
+
+def test_timing_statistics():
+    stats = latency_stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert stats["min"] == 1 and stats["max"] == 100 and stats["p50"] == 3 and stats["n"] == 5
+    assert stats["p90"] == pytest.approx(61.6) and stats["mean"] == pytest.approx(22.0)
+    calls = []
+    stats, samples = measure(lambda: calls.append(1), TimingSettings(3, 0.0, 7, 0.0))
+    assert len(samples) == 7 and len(calls) == 10 and stats["n"] == 7
+
+
+def test_profiles_builtin_toml_and_errors(tmp_path, profiles):
+    assert {"x86-cpu", "cuda", "jetson"} <= set(load_profiles())
+    quick = get_profile("quick", profiles)
+    assert quick.backend == "onnxruntime" and quick.batch_sizes == (1, 2) and quick.threads == 1
+    with pytest.raises(UsageError, match="known profiles: cuda, jetson, x86-cpu"):
+        get_profile("nano")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[profiles.x\nthreads = 1")
+    with pytest.raises(UsageError, match="not valid TOML"):
+        load_profiles(bad)
+    bad.write_text("[profiles.x]\nthreds = 1\n")
+    with pytest.raises(UsageError, match="unknown keys \\['threds'\\]"):
+        load_profiles(bad)
+    bad.write_text("[profiles.x]\nbackend = 'openvino'\n")
+    with pytest.raises(UsageError, match="unknown backend"):
+        load_profiles(bad)
+
+
+def test_jetson_profile_here_names_the_missing_package(artifacts):
+    with pytest.raises(MissingDependencyError, match="needs tensorrt, which is not installed: pip install"):
+        bench(artifacts, device="jetson")
+
+
+def test_bench_measures_every_depth_and_fp32_accuracy_equals_pytorch(artifacts, tiny_ckpt, profiles, tmp_path):
+    results_path = tmp_path / "out" / "results.json"
+    results = bench(artifacts, device="quick", profiles_file=profiles, dataset="fashion-mnist", limit=300,
+                    include_selector=True, results_path=results_path, progress=False)
+    on_disk = json.loads(results_path.read_text())
+    assert on_disk["format"] == "ddnn-deploy.bench" and on_disk["version"] == 1
+    assert results_path.with_suffix(".csv").read_text().startswith("depth,blocks,kind,precision")
+    rows = results["rows"]
+    assert {(r["depth"], r["kind"], r["batch"]) for r in rows} == {
+        (d, k, b) for d in (8, 14) for k in ("depth", "selector") for b in (1, 2)}
+    reference = {r["depth"]: r for r in evaluate_checkpoint(str(tiny_ckpt), limit=300)["depths"]}
+    for row in rows:
+        assert row["status"] == "ok", row.get("error")
+        lat = row["latency_ms"]
+        assert lat["n"] >= 15 and lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert len(row["samples_ms"]) == lat["n"] and row["throughput"] > 0
+        assert row["accuracy"]["top1"] == pytest.approx(reference[row["depth"]]["top1"], abs=1e-9)
+        assert row["accuracy"]["top5"] == pytest.approx(reference[row["depth"]]["top5"], abs=1e-9)
+        assert row["memory_mb"]["peak_rss_mb"] > 10
+    env = results["device"]["environment"]
+    assert env["cores"] and env["cpu"] and env["libraries"]["onnxruntime"]
+
+
+def test_cli_bench_then_pick(artifacts, profiles, tmp_path):
+    results_path = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, ["bench", "--artifacts", str(artifacts), "--device", "quick", "--profiles",
+                                      str(profiles), "--results", str(results_path), "--budget-ms", "1000",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "pick: depth" in result.stdout and results_path.with_suffix(".png").exists() is False  # no accuracy
+    picked = CliRunner().invoke(cli, ["pick", "--results", str(results_path), "--budget-ms", "1000", "--json"])
+    assert picked.exit_code == 0, picked.output
+    payload = json.loads(picked.stdout)
+    assert payload["depth"] in (8, 14) and payload["latency_ms"] > 0 and "top1" in payload
+    nothing = CliRunner().invoke(cli, ["pick", "--results", str(results_path), "--budget-ms", "0.000001"])
+    assert nothing.exit_code == 7 and "the fastest, depth" in nothing.stderr
+    for args, code, text in (
+            (["pick", "--results", str(results_path), "--budget-ms", "-3"], 2, "positive"),
+            (["pick", "--results", str(artifacts / "manifest.json"), "--budget-ms", "3"], 3, "not a ddnn-deploy bench"),
+            (["bench", "--artifacts", str(tmp_path), "--no-progress"], 3, "no manifest.json"),
+            (["bench", "--artifacts", str(artifacts), "--device", "nano"], 2, "known profiles")):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == code, (args, result.output)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and text in lines[0] and "Traceback" not in result.output
+
+
+def test_tampered_artifacts_are_refused(artifacts, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(artifacts, copy)
+    manifest = load_manifest(copy)
+    victim = copy / manifest["artifacts"][0]["path"]
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.raises(ArtifactsError, match="no longer matches the sha256"):
+        load_manifest(copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    data["artifacts"][0]["path"] = "../../etc/passwd"
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactsError, match="outside"):
+        load_manifest(copy)
+
+
+def test_a_crashing_worker_records_a_failed_row_and_the_sweep_goes_on(artifacts, profiles, tmp_path):
+    import shutil
+
+    copy = tmp_path / "broken"
+    shutil.copytree(artifacts, copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    first = copy / data["artifacts"][0]["path"]
+    first.write_bytes(b"not an onnx graph")
+    import hashlib
+
+    data["artifacts"][0]["sha256"] = hashlib.sha256(first.read_bytes()).hexdigest()
+    data["artifacts"][0]["bytes"] = first.stat().st_size
+    (copy / "manifest.json").write_text(json.dumps(data))
+    results = bench(copy, device="quick", profiles_file=profiles, progress=False)
+    status = {(r["depth"], r["batch"]): r["status"] for r in results["rows"]}
+    assert status[(8, 1)] == "error" and status[(14, 1)] == "ok"
+    assert "INVALID_PROTOBUF" in results["rows"][0]["error"] or "Load model" in results["rows"][0]["error"]
+
+
+def test_runtime_side_works_without_torch(artifacts, profiles, tmp_path):
+    """bench and pick with torch made unimportable, in this process and in the workers."""
+    blocker = tmp_path / "blocker" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch is blocked for this test')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker.parent), str(Path(__file__).parents[1])])}
+    results_path = tmp_path / "nt.json"
+    cmd = [sys.executable, "-m", "ddnn_deploy", "bench", "--artifacts", str(artifacts), "--device", "quick",
+           "--profiles", str(profiles), "--dataset", "fashion-mnist", "--limit", "100", "--results",
+           str(results_path), "--budget-ms", "1000", "--no-progress"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-1500:]
+    rows = json.loads(results_path.read_text())["rows"]
+    assert all(r["status"] == "ok" for r in rows) and rows[0]["accuracy"]["n"] == 100
+    check = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=env)
+    assert check.returncode != 0  # the blocker really blocks
