@@ -1,0 +1,66 @@
+"""Latency and accuracy of every depth on x86-cpu, batch 1 and 8, with the plot (issue 4's measurement).
+
+    python benchmarks/bench_models.py demo        # the demo checkpoint, with Fashion-MNIST accuracy
+    python benchmarks/bench_models.py resnet50    # ResNet-50, random init via `convert`, latency only
+
+Copies results.json / .csv / .png to benchmarks/results/bench-NAME.* and, for ResNet-50, adds the
+compute efficiency at batch 1: achieved GFLOP/s (2 x MACs / p50) against this CPU's FP32 peak
+(FACTS.md: about 269 GFLOP/s per core at 4.2 GHz, 64 FLOP/cycle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PEAK_GFLOPS_PER_CORE = 269.0
+
+
+def main(name: str) -> None:
+    from ddnn_deploy.bench.plot import plot_results
+    from ddnn_deploy.bench.sweep import bench
+    from ddnn_deploy.convert import convert_weights
+    from ddnn_deploy.export import export
+
+    work = Path(tempfile.mkdtemp(prefix=f"ddnn-bench-{name}-"))
+    try:
+        if name == "demo":
+            ckpt, dataset = ROOT / "models" / "fmnist-resnet20-ddnn.pt", "fashion-mnist"
+        else:
+            ckpt, dataset = work / f"{name}.pt", None
+            convert_weights(arch=name, out=ckpt)
+        manifest = export(ckpt, work / "artifacts", simplify=True, progress=print)
+        results = bench(work / "artifacts", device="x86-cpu", dataset=dataset, results_path=work / "results.json",
+                        progress=False, log=print)
+        cores = os.cpu_count() or 1
+        macs = {a["depth"]: a["macs"] for a in manifest["artifacts"]}
+        for row in results["rows"]:
+            if row["status"] == "ok":
+                gflops = 2 * macs[row["depth"]] * row["batch"] / (row["latency_ms"]["p50"] / 1e3) / 1e9
+                row["achieved_gflops"] = gflops
+                row["fraction_of_fp32_peak"] = gflops / (PEAK_GFLOPS_PER_CORE * cores)
+        results["peak_fp32_gflops_assumed"] = PEAK_GFLOPS_PER_CORE * cores
+        for row in results["rows"]:
+            row.pop("samples_ms", None) if len(row.get("samples_ms") or []) > 2000 else None
+        out = ROOT / "benchmarks" / "results" / f"bench-{name}.json"
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        shutil.copy(work / "results.csv", out.with_suffix(".csv"))
+        plot_results(results, out.with_suffix(".png"))
+        for row in results["rows"]:
+            lat, acc = row.get("latency_ms") or {}, row.get("accuracy") or {}
+            print(f"depth {row['depth']} batch {row['batch']}: p50 {lat.get('p50', float('nan')):.3f} ms, "
+                  f"p90 {lat.get('p90', float('nan')):.3f} ms, top-1 {acc.get('top1')}, "
+                  f"{row.get('achieved_gflops', 0):.0f} GFLOP/s ({100 * row.get('fraction_of_fp32_peak', 0):.0f}% "
+                  "of peak)")
+        print(f"wrote {out}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "demo")

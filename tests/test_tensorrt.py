@@ -1,0 +1,67 @@
+"""The TensorRT runner's logic that needs no GPU: sidecar checks before deserializing, network flags
+per TensorRT version, engine cache paths. The real build/run is marked and skipped without TensorRT."""
+
+import importlib.util
+from types import SimpleNamespace
+
+import pytest
+
+from ddnn_deploy.errors import MissingDependencyError
+from ddnn_deploy.runners import tensorrt_runner as trt_runner
+
+
+def _fake_trt(version):
+    flags = SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=5)
+    return SimpleNamespace(__version__=version, NetworkDefinitionCreationFlag=flags)
+
+
+def test_network_flags_follow_the_tensorrt_version():
+    assert trt_runner.builder_network_flags(_fake_trt("8.5.2"), "fp16") == 1  # EXPLICIT_BATCH
+    assert trt_runner.builder_network_flags(_fake_trt("8.6.1"), "fp16") == 1
+    assert trt_runner.builder_network_flags(_fake_trt("10.3.0"), "fp16") == 0  # explicit batch is implicit
+    assert trt_runner.builder_network_flags(_fake_trt("11.0.0"), "fp16") == 1 << 5  # strongly typed
+
+
+def test_sidecar_is_checked_field_by_field():
+    gpu = {"gpu": "Orin", "compute_capability": "8.7"}
+    expected = trt_runner.expected_sidecar(trt_version="10.3.0", gpu=gpu, precision="fp16", onnx_sha256="ab",
+                                           max_batch=1)
+    assert trt_runner.sidecar_mismatch(dict(expected), expected) is None
+    assert trt_runner.sidecar_mismatch(None, expected) == "no sidecar"
+    for key, value in (("tensorrt", "8.6.1"), ("compute_capability", "7.2"), ("precision", "int8"),
+                       ("onnx_sha256", "cd"), ("gpu", "Xavier"), ("max_batch", 8)):
+        reason = trt_runner.sidecar_mismatch({**expected, key: value}, expected)
+        assert reason is not None and key in reason
+
+
+def test_engine_cache_paths(tmp_path):
+    engine, sidecar = trt_runner.engine_paths(tmp_path, tmp_path / "cifar_resnet20-d8.onnx", "fp16", 4)
+    assert engine.name == "cifar_resnet20-d8.fp16.b4.engine" and sidecar.name == engine.name + ".json"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_missing_tensorrt_is_one_clear_error():
+    with pytest.raises(MissingDependencyError, match="pip install 'ddnn-deploy\\[trt\\]'"):
+        trt_runner.import_tensorrt()
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="TensorRT is not installed (no GPU here)")
+def test_engine_builds_caches_and_matches_onnxruntime(tiny_ckpt, tmp_path):  # pragma: no cover - needs a GPU
+    import numpy as np
+
+    from ddnn_deploy.export import export
+    from ddnn_deploy.runners import OrtRunner
+
+    manifest = export(tiny_ckpt, tmp_path / "a", depths="8", simplify=False)
+    onnx_file = tmp_path / "a" / manifest["artifacts"][0]["path"]
+    x = np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32)
+    with OrtRunner(onnx_file) as ort_runner:
+        expected = ort_runner.infer({"input": x})[0]
+    with trt_runner.TrtRunner(onnx_file, precision="fp32", cache_dir=tmp_path / "engines") as runner:
+        got = runner.infer({"input": x})[0]
+        assert runner.built
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    with trt_runner.TrtRunner(onnx_file, precision="fp32", cache_dir=tmp_path / "engines") as runner:
+        assert not runner.built  # the cached engine's sidecar matched
