@@ -45,8 +45,6 @@ def main(name: str) -> None:
                 row["achieved_gflops"] = gflops
                 row["fraction_of_fp32_peak"] = gflops / (PEAK_GFLOPS_PER_CORE * cores)
         results["peak_fp32_gflops_assumed"] = PEAK_GFLOPS_PER_CORE * cores
-        for row in results["rows"]:
-            row.pop("samples_ms", None) if len(row.get("samples_ms") or []) > 2000 else None
         out = ROOT / "benchmarks" / "results" / f"bench-{name}.json"
         out.write_text(json.dumps(results, indent=1) + "\n")
         shutil.copy(work / "results.csv", out.with_suffix(".csv"))

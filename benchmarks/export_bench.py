@@ -103,7 +103,6 @@ def main() -> None:
         manifest = export(ckpt_path, work / "artifacts", selector=True, progress=print)
         export_seconds = time.time() - t0
         ckpt = load_checkpoint(ckpt_path)
-        model = ckpt.build()
         shape = tuple(ckpt.input_shape)
         x = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
         selector = next(a for a in manifest["artifacts"] if a["kind"] == "selector")
