@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,15 @@ def bench(artifacts: str | Path, *, device: str = "x86-cpu", profiles_file: str 
           dataset: str | None = None, data_dir: str | None = None, limit: int | None = None,
           depths: list[int] | None = None, include_selector: bool = False, checkpoint: str | None = None,
           results_path: str | Path | None = None, engine_cache: str | Path | None = None,
-          job_timeout: float = 1800.0, progress: bool = True,
+          job_timeout: float = 1800.0, progress: bool = True, precisions: list[str] | None = None,
           log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Measure every per-depth artifact (and the selector, if asked) on ``device``; write the results."""
     profile = get_profile(device, profiles_file)
+    if precisions:
+        unknown = sorted(set(precisions) - {"fp32", "fp16", "int8"})
+        if unknown:
+            raise UsageError(f"unknown precision {unknown}; choose from fp32, fp16, int8")
+        profile = replace(profile, precisions=tuple(precisions))
     check_backend(profile)
     manifest = load_manifest(artifacts)
     if dataset == "none":
@@ -87,8 +93,12 @@ def bench(artifacts: str | Path, *, device: str = "x86-cpu", profiles_file: str 
         for precision in profile.precisions:
             if profile.backend != "tensorrt" and artifact["precision"] != precision:
                 continue
-            if profile.backend == "tensorrt" and precision == "int8" and artifact["precision"] != "int8":
+            if profile.backend == "tensorrt" and precision == "int8" and (
+                    artifact["precision"] != "int8" or artifact.get("target") != "tensorrt"):
                 continue
+            if profile.backend != "tensorrt" and precision == "int8" and artifact.get("target") == "tensorrt" and \
+                    any(a.get("target") == "cpu" and a["depth"] == artifact["depth"] for a in chosen):
+                continue  # on onnxruntime CPU prefer the CPU-target INT8 graph when both exist
             if profile.backend == "tensorrt" and precision != "int8" and artifact["precision"] != "fp32":
                 continue
             sel_depths = artifact["depth"] if artifact["kind"] == "selector" else [artifact["depth"]]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .accuracy import runner_accuracy
 from .timing import TimingSettings, measure
 
 
@@ -58,20 +59,9 @@ def accuracy(runner: Any, job: dict[str, Any]) -> dict[str, Any] | None:
         return {"top1": None, "top5": None, "n": 0,
                 "note": f"dataset images are {list(data.input_shape)}, the graph wants {job['input_shape']}"}
     data.preprocess = Preprocess.from_dict(job["preprocess"])
-    static = job.get("static_batch")
-    batch = static or job.get("accuracy_batch", 256)
-    top1 = top5 = seen = 0
-    for x, y in data.batches(batch):
-        n = len(y)
-        if static and n < static:  # pad the last chunk of a static-batch graph
-            x = np.concatenate([x, np.zeros((static - n, *x.shape[1:]), dtype=x.dtype)])
-        feed = {"input": x, **({"depth": np.asarray(job["depth"], dtype=np.int64)} if job.get("selector") else {})}
-        logits = runner.infer(feed)[0][:n]
-        order = np.argsort(-logits, axis=1)
-        top1 += int((order[:, 0] == y).sum())
-        top5 += int((order[:, :5] == y[:, None]).any(axis=1).sum())
-        seen += n
-    return {"top1": 100.0 * top1 / seen, "top5": 100.0 * top5 / seen, "n": seen}
+    extra = {"depth": np.asarray(job["depth"], dtype=np.int64)} if job.get("selector") else None
+    return runner_accuracy(runner, data, batch=job.get("accuracy_batch", 256), static_batch=job.get("static_batch"),
+                           extra_feed=extra)
 
 
 def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:

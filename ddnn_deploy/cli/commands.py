@@ -204,12 +204,13 @@ def _print_pick(pick) -> None:
 @click.option("--ckpt", default=None, help="Checkpoint, for the torch back-end.")
 @click.option("--results", "results_path", default="results.json", show_default=True)
 @click.option("--engine-cache", default=None, help="TensorRT engine cache (default: ARTIFACTS/engines).")
+@click.option("--precision", default=None, help="Precisions to measure, e.g. fp32,int8 (default: the profile's).")
 @click.option("--budget-ms", type=float, default=None, help="Also print the depth this budget picks.")
 @click.option("--stat", default="p90", show_default=True, help="Latency statistic for --budget-ms.")
 @click.option("--no-progress", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results on stdout.")
 def bench_command(artifacts, device, profiles_file, dataset, data_dir, limit, depths, include_selector, ckpt,
-                  results_path, engine_cache, budget_ms, stat, no_progress, as_json) -> None:
+                  results_path, engine_cache, precision, budget_ms, stat, no_progress, as_json) -> None:
     """Measure latency, throughput, accuracy and memory of every depth on a device profile."""
     from ..bench.plot import plot_results
     from ..bench.sweep import bench
@@ -218,6 +219,7 @@ def bench_command(artifacts, device, profiles_file, dataset, data_dir, limit, de
     results = bench(artifacts, device=device, profiles_file=profiles_file, dataset=dataset, data_dir=data_dir,
                     limit=limit, depths=depth_list, include_selector=include_selector, checkpoint=ckpt,
                     results_path=results_path, engine_cache=engine_cache, progress=not no_progress,
+                    precisions=precision.split(",") if precision else None,
                     log=lambda m: click.echo(m, err=True))
     plot = plot_results(results, Path(results_path).with_suffix(".png"))
     if as_json:
@@ -259,3 +261,37 @@ def pick_command(results_path, budget_ms, stat, min_accuracy, batch, as_json) ->
         _echo_json(pick.to_dict())
     else:
         _print_pick(pick)
+
+
+@cli.command("calibrate")
+@click.option("--artifacts", required=True, help="Export directory (manifest.json + FP32 graphs).")
+@click.option("--dataset", default=None, help="Calibration data: a dataset name (training split), a folder of "
+              "images, a .npz sample, or 'random' (default: calibration/ sample of the manifest's dataset).")
+@click.option("--samples", type=int, default=512, show_default=True)
+@click.option("--target", type=click.Choice(["cpu", "tensorrt"]), default="cpu", show_default=True,
+              help="cpu: unsigned activations (x86 VNNI); tensorrt: symmetric signed INT8.")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True)
+@click.option("--max-drop", type=float, default=1.0, show_default=True,
+              help="Largest allowed FP32 -> INT8 top-1 drop (points) on held-out test images.")
+@click.option("--eval-samples", type=int, default=2000, show_default=True,
+              help="Held-out test images for the accuracy guard.")
+@click.option("--depths", default=None, help="Depth numbers to calibrate (default: all).")
+@click.option("--json", "as_json", is_flag=True)
+def calibrate_command(artifacts, dataset, samples, target, method, max_drop, eval_samples, depths, as_json) -> None:
+    """Calibrate an INT8 (QDQ) graph for every depth and record it in the manifest."""
+    from ..quantize import calibrate
+
+    depth_list = [int(d) for d in depths.split(",")] if depths else None
+    manifest = calibrate(artifacts, dataset=dataset, samples=samples, target=target, method=method,
+                         max_drop=max_drop, eval_samples=eval_samples, depths=depth_list,
+                         log=lambda m: click.echo(m, err=True))
+    int8 = [a for a in manifest["artifacts"] if a["precision"] == "int8"]
+    if as_json:
+        _echo_json(manifest)
+        return
+    rows = [[a["depth"], a.get("target"), a["path"], f"{a['bytes'] / 1e6:.2f} MB",
+             f"{a['accuracy']['fp32_top1']:.2f}" if a.get("accuracy") else "-",
+             f"{a['accuracy']['int8_top1']:.2f}" if a.get("accuracy") else "-"] for a in int8]
+    _print_table(f"INT8 artifacts in {artifacts}/manifest.json (the selector graph stays FP32)",
+                 ["depth", "target", "file", "size", "FP32 top-1 %", "INT8 top-1 %"], rows)
