@@ -1,0 +1,116 @@
+"""INT8 calibration with onnxruntime's real quantization tooling on tiny exported graphs."""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from ddnn_deploy.bench.artifacts import ArtifactsError, load_manifest
+from ddnn_deploy.data import PREPROCESS
+from ddnn_deploy.errors import DataError, UsageError
+from ddnn_deploy.export import export
+from ddnn_deploy.quantize import QuantConfig, calibrate
+from ddnn_deploy.quantize.calibrate import AccuracyDropError
+from ddnn_deploy.quantize.reader import FeedReader
+
+
+@pytest.fixture(scope="module")
+def fp32_artifacts(tiny_ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("q") / "artifacts"
+    export(tiny_ckpt, out, simplify=False, selector=True)
+    return out
+
+
+@pytest.fixture()
+def artifacts(fp32_artifacts, tmp_path):
+    copy = tmp_path / "artifacts"
+    shutil.copytree(fp32_artifacts, copy)
+    return copy
+
+
+def _zero_point_types(path):
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    kinds = set()
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in inits:
+            kinds.add(numpy_helper.to_array(inits[node.input[2]]).dtype.name)
+    return kinds
+
+
+def test_feed_reader_is_a_calibration_data_reader():
+    from onnxruntime.quantization import CalibrationDataReader
+
+    images = np.random.default_rng(0).integers(0, 255, (10, 1, 28, 28), dtype=np.uint8)
+    reader = FeedReader(images, PREPROCESS["fashion-mnist"], input_shape=(1, 28, 28), batch=4)
+    assert isinstance(reader, CalibrationDataReader)
+    sizes = []
+    while (item := reader.get_next()) is not None:
+        sizes.append(item["input"].shape[0])
+        assert item["input"].dtype == np.float32
+    assert sizes == [4, 4, 2] and reader.get_next() is None
+    static = FeedReader(images, PREPROCESS["fashion-mnist"], input_shape=(1, 28, 28), static_batch=4)
+    assert [b["input"].shape[0] for b in static] == [4, 4]  # a static graph never sees a short batch
+
+
+def test_calibrate_every_depth_for_cpu_and_tensorrt(artifacts):
+    manifest = calibrate(artifacts, eval_samples=300)
+    int8 = {a["depth"]: a for a in manifest["artifacts"] if a["precision"] == "int8"}
+    assert sorted(int8) == [8, 14]
+    for entry in int8.values():
+        assert entry["target"] == "cpu" and entry["method"] == "minmax" and entry["per_channel"] is True
+        assert entry["calibration"]["samples"] == 512 and entry["calibration"]["valid_for_accuracy"]
+        assert len(entry["calibration"]["sha256"]) == 64
+        assert abs(entry["accuracy"]["drop"]) <= 1.0 and entry["accuracy"]["n"] == 300
+        ops = {n.op_type for n in onnx.load(str(artifacts / entry["path"])).graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+        assert _zero_point_types(artifacts / entry["path"]) == {"uint8"}  # unsigned activations for x86
+    load_manifest(artifacts)  # sha256 of every file, new ones included, verifies
+    assert any(a["kind"] == "selector" and a["precision"] == "fp32" for a in manifest["artifacts"])
+
+    trt = calibrate(artifacts, target="tensorrt", depths=[8], eval_samples=None)
+    entry = next(a for a in trt["artifacts"] if a.get("target") == "tensorrt")
+    assert _zero_point_types(artifacts / entry["path"]) == {"int8"}  # symmetric signed for TensorRT
+    assert len([a for a in trt["artifacts"] if a["precision"] == "int8"]) == 3
+
+
+def test_accuracy_guard_names_the_depth_and_keeps_fp32(artifacts):
+    before = json.loads((artifacts / "manifest.json").read_text())
+    with pytest.raises(AccuracyDropError, match="depth 8 drops .* depth 14 drops"):
+        calibrate(artifacts, eval_samples=200, max_drop=-100.0)
+    after = json.loads((artifacts / "manifest.json").read_text())
+    assert [a["path"] for a in after["artifacts"]] == [a["path"] for a in before["artifacts"]]
+    assert not list(artifacts.glob("*.int8-*.onnx"))
+
+
+def test_random_calibration_is_marked_not_valid_for_accuracy(artifacts):
+    manifest = calibrate(artifacts, dataset="random", samples=16, depths=[8])
+    entry = next(a for a in manifest["artifacts"] if a["precision"] == "int8")
+    assert entry["calibration"]["valid_for_accuracy"] is False and "accuracy" not in entry
+
+
+def test_bad_input_leaves_artifacts_untouched(artifacts, tmp_path):
+    before = (artifacts / "manifest.json").read_bytes()
+    with pytest.raises(UsageError, match="unknown calibration method"):
+        calibrate(artifacts, method="kl")
+    with pytest.raises(UsageError, match="unknown INT8 target"):
+        QuantConfig(target="npu")
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, images=np.zeros((4, 3, 32, 32), dtype=np.uint8))
+    with pytest.raises(DataError, match="\\[3, 32, 32\\] .* wants \\[1, 28, 28\\]"):
+        calibrate(artifacts, dataset=str(wrong))
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, images=np.zeros((0, 1, 28, 28), dtype=np.uint8))
+    with pytest.raises(DataError, match="no images"):
+        calibrate(artifacts, dataset=str(empty))
+    with pytest.raises(DataError, match="neither a dataset name"):
+        calibrate(artifacts, dataset=str(tmp_path / "nothing-here"))
+    with pytest.raises(UsageError, match="no FP32 depth \\[20\\]"):
+        calibrate(artifacts, depths=[20])
+    with pytest.raises(ArtifactsError, match="no manifest.json"):
+        calibrate(tmp_path)
+    assert (artifacts / "manifest.json").read_bytes() == before
+    assert not [p for p in artifacts.iterdir() if p.name.startswith(".calibrate-")]
