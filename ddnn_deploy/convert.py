@@ -41,7 +41,13 @@ def convert_weights(*, arch: str, out: str | Path, weights: str | Path | None = 
     torch.manual_seed(seed)
     model = build_model(arch, **model_kwargs)
     if state is not None:
-        result = model.load_state_dict(state, strict=False)
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
+                          str(exc).strip().splitlines()[0])
+            raise CheckpointError(f"{weights} does not match {arch}: {detail[:200]}; check --num-classes, "
+                                  "--in-channels and --width") from None
         missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
         if missing or result.unexpected_keys:
             raise CheckpointError(

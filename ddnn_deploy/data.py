@@ -142,7 +142,8 @@ def load_fashion_mnist(folder: str | Path | None = None, split: str = "train") -
                         PREPROCESS["fashion-mnist"], "fashion-mnist")
 
 
-def load_cifar_binary(folder: str | Path, split: str = "train", *, coarse: bool = False) -> ImageDataset:
+def load_cifar_binary(folder: str | Path, split: str = "train", *, coarse: bool = False,
+                      expect: str | None = None) -> ImageDataset:
     """CIFAR-10 (``data_batch_*.bin``/``test_batch.bin``) or CIFAR-100 (``train.bin``/``test.bin``)."""
     _check_split(split)
     folder = Path(folder)
@@ -150,6 +151,8 @@ def load_cifar_binary(folder: str | Path, split: str = "train", *, coarse: bool 
         raise DataError(f"CIFAR folder {folder} does not exist; pass --data DIR with the binary-version files")
     c10 = sorted(folder.glob("data_batch_*.bin")) if split == "train" else [folder / "test_batch.bin"]
     c100 = folder / ("train.bin" if split == "train" else "test.bin")
+    if split == "train" and c10 and len(c10) != 5:
+        raise DataError(f"{folder} holds {len(c10)} of the 5 CIFAR-10 training batches (data_batch_1..5.bin)")
     if c10 and all(p.exists() for p in c10):
         files, label_bytes, name = c10, 1, "cifar10"
     elif c100.exists():
@@ -157,6 +160,8 @@ def load_cifar_binary(folder: str | Path, split: str = "train", *, coarse: bool 
     else:
         raise DataError(f"{folder} holds no CIFAR binary files (data_batch_1.bin ... or train.bin); "
                         "the pickled 'python version' is refused on purpose: use the binary version")
+    if expect is not None and name != expect:
+        raise DataError(f"{folder} holds {name}, not {expect}; pass --dataset {name} or the right folder")
     record = label_bytes + 3 * 32 * 32
     chunks = []
     for path in files:
@@ -226,7 +231,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     if name in ("cifar10", "cifar100"):
         if data_dir is None:
             raise DataError(f"{name} needs --data DIR (the binary-version files; nothing is downloaded)")
-        return load_cifar_binary(data_dir, split)
+        return load_cifar_binary(data_dir, split, expect=name)
     if name == "imagefolder":
         if data_dir is None:
             raise DataError("imagefolder needs --data DIR (ROOT/train/CLASS/*.jpg, ROOT/val/CLASS/*.jpg)")
@@ -238,3 +243,83 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
 
 def preprocess_dict(preprocess: Preprocess) -> dict:
     return asdict(preprocess)
+
+
+class FeedReader:
+    """THE feed iterator shared by calibration, accuracy and benchmarking.
+
+    ``get_next() -> {"input": float32 batch} | None`` is onnxruntime's ``CalibrationDataReader``
+    contract; ``labeled()`` yields ``(feed, labels, n)`` for accuracy, zero-padding the last chunk of
+    a static-batch graph (``n`` real samples). ``images=None`` feeds Gaussian noise (latency studies).
+    """
+
+    def __init__(self, images: np.ndarray | None, preprocess: Preprocess, *, input_shape: tuple[int, int, int],
+                 batch: int = 32, samples: int = 512, static_batch: int | None = None, seed: int = 0,
+                 labels: np.ndarray | None = None, pad_last: bool = False):
+        self.images, self.labels, self.preprocess, self.input_shape = images, labels, preprocess, input_shape
+        self.batch = static_batch or batch
+        self.samples = len(images) if images is not None else samples
+        self.static_batch, self.seed, self.pad_last = static_batch, seed, pad_last
+        self.rewind()
+
+    def rewind(self) -> None:
+        self._iter = (feed for feed, _, _ in self._chunks())
+
+    def _chunks(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray | None, int]]:
+        rng = np.random.default_rng(self.seed)
+        for start in range(0, self.samples, self.batch):
+            stop = min(start + self.batch, self.samples)
+            n = stop - start
+            if self.images is None:
+                x = rng.standard_normal((n, *self.input_shape)).astype(np.float32)
+            else:
+                x = self.preprocess.apply(self.images[start:stop])
+            if self.static_batch and n < self.static_batch:
+                if not self.pad_last:
+                    break  # calibration: never a short batch for a static graph
+                x = np.concatenate([x, np.zeros((self.static_batch - n, *x.shape[1:]), dtype=x.dtype)])
+            labels = None if self.labels is None else self.labels[start:stop]
+            yield {"input": x}, labels, n
+
+    def labeled(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray | None, int]]:
+        return self._chunks()
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        item = self.get_next()
+        if item is None:
+            raise StopIteration
+        return item
+
+
+def load_eval_data(source: str, *, data_dir: str | None = None, input_shape: tuple[int, ...] | None = None,
+                   class_names: list[str] | None = None, limit: int | None = None) -> ImageDataset:
+    """Held-out data for accuracy: a dataset name (its test split) or a folder with one sub-folder per
+    class (resized to the model's input; labels follow ``class_names`` when the folder names match)."""
+    path = Path(source)
+    if source in DATASETS and source != "imagefolder":
+        data = load_dataset(source, "test", data_dir)
+    elif source == "imagefolder" or path.is_dir():
+        folder = Path(data_dir) if source == "imagefolder" and data_dir else path
+        if source == "imagefolder" and (folder / "val").is_dir():
+            folder = folder / "val"
+        size = int(input_shape[1]) if input_shape else 224
+        data = load_image_folder(folder, size=size)
+        if input_shape and input_shape[0] == 1:
+            data.images = np.round(data.images.astype(np.float32).mean(axis=1, keepdims=True)).astype(np.uint8)
+        if class_names and set(data.classes) <= set(class_names):
+            remap = np.array([list(class_names).index(c) for c in data.classes])
+            data.labels = remap[data.labels]
+            data.classes = tuple(class_names)
+    else:
+        raise DataError(f"unknown dataset {source!r}: give one of {', '.join(DATASETS)}, a folder of images "
+                        "with one sub-folder per class, or none")
+    if input_shape and tuple(data.input_shape) != tuple(input_shape):
+        raise DataError(f"{source} images are {list(data.input_shape)} (C, H, W) but the model wants "
+                        f"{list(input_shape)}")
+    return data.subset(limit, seed=2)

@@ -26,10 +26,11 @@ def evaluate(model: DepthNet, dataset: ImageDataset, depths: list[DepthConfig], 
     was_training = model.training
     model.eval()
     results: dict[str, dict[str, float]] = {}
+    shared = {k: v.clone() for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1].startswith("running_")}
     try:
         for config in depths:
-            if bn_stats and str(config) in bn_stats:
-                apply_bn_stats(model, bn_stats[str(config)])
+            # a depth without its own statistics uses the shared ones, never the previous depth's
+            apply_bn_stats(model, (bn_stats or {}).get(str(config), shared))
             top1 = top5 = seen = 0
             for inputs, labels in dataset.batches(batch_size):
                 logits = model(torch.from_numpy(inputs).to(device), config).float().cpu()
@@ -40,6 +41,7 @@ def evaluate(model: DepthNet, dataset: ImageDataset, depths: list[DepthConfig], 
             results[str(config)] = {"top1": 100.0 * top1 / max(seen, 1), "top5": 100.0 * top5 / max(seen, 1),
                                     "n": seen}
     finally:
+        apply_bn_stats(model, shared)
         model.train(was_training)
     return results
 

@@ -52,6 +52,13 @@ def _usable(rows: Iterable[Mapping[str, Any]], stat: str, batch: int | None) -> 
     return usable
 
 
+def check_budget(budget_ms: float, stat: str) -> None:
+    if not budget_ms or budget_ms <= 0:
+        raise UsageError(f"the budget must be a positive number of milliseconds, not {budget_ms}")
+    if stat not in LATENCY_STATS:
+        raise UsageError(f"unknown latency statistic {stat!r}; choose one of {', '.join(LATENCY_STATS)}")
+
+
 def pick_depth(rows: Iterable[Mapping[str, Any]], budget_ms: float, *, stat: str = "p90",
                min_accuracy: float | None = None, batch: int | None = 1) -> Pick:
     """The row with the best top-1 whose ``latency_ms[stat]`` fits ``budget_ms``; ties go to the faster.
@@ -59,10 +66,7 @@ def pick_depth(rows: Iterable[Mapping[str, Any]], budget_ms: float, *, stat: str
     Rows without accuracy rank below rows with it (then by speed). Raises ``NothingFitsError``
     naming what the fastest depth costs when nothing fits.
     """
-    if not budget_ms or budget_ms <= 0:
-        raise UsageError(f"the budget must be a positive number of milliseconds, not {budget_ms}")
-    if stat not in LATENCY_STATS:
-        raise UsageError(f"unknown latency statistic {stat!r}; choose one of {', '.join(LATENCY_STATS)}")
+    check_budget(budget_ms, stat)
     candidates = _usable(rows, stat, batch)
     if not candidates:
         raise NothingFitsError(f"the results hold no successful measurement at batch {batch}; run `bench` first")

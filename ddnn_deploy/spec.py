@@ -117,7 +117,12 @@ _CONFIG_RE = re.compile(r"^\d+(-\d+)+$")
 
 def resolve_depth(spec: ArchSpec, token: str | int | DepthConfig | Iterable[int],
                   table: Mapping[int, DepthConfig] | None = None) -> DepthConfig:
-    """Turn ``44``, ``"44"``, ``"3-4-4-3"``, a tuple or a DepthConfig into a DepthConfig that fits."""
+    """Turn ``44``, ``"44"``, ``"3-4-4-3"``, a tuple or a DepthConfig into a DepthConfig that fits.
+
+    With an explicit ``table`` (a checkpoint's), only that table's configs are accepted; with the
+    architecture's own table, any config that fits inside the full-net is.
+    """
+    restrict = table is not None
     table = spec.table() if table is None else table
     valid = ", ".join(f"{d} ({c})" for d, c in table.items())
     if isinstance(token, DepthConfig):
@@ -138,6 +143,8 @@ def resolve_depth(spec: ArchSpec, token: str | int | DepthConfig | Iterable[int]
         config = DepthConfig(tuple(token))
     if not config.fits(spec.full):
         raise UsageError(f"depth {config} does not fit inside {spec.name} ({spec.full}); valid depths: {valid}")
+    if restrict and config not in table.values():
+        raise UsageError(f"depth {config} is not in this checkpoint; valid depths: {valid}")
     return config
 
 
@@ -147,14 +154,19 @@ def parse_depths(spec: ArchSpec, text: str | None,
 
     The result is deduplicated and sorted from shallowest to deepest.
     """
-    table = spec.table() if table is None else table
     if text is None or not str(text).strip():
-        configs = list(table.values())
+        configs = list((spec.table() if table is None else table).values())
     else:
         configs = [resolve_depth(spec, tok, table) for tok in str(text).split(",") if tok.strip()]
         if not configs:
             raise UsageError(f"no depth given in {text!r}")
     unique = {c.blocks: c for c in configs}
+    by_number: dict[int, DepthConfig] = {}
+    for config in unique.values():
+        other = by_number.setdefault(spec.depth_of(config), config)
+        if other != config:  # the depth number keys files, manifests and results: it must be unique
+            raise UsageError(f"depths {other} and {config} both have {spec.depth_of(config)} layers; "
+                             "pick one of them (depth numbers must be unique)")
     return sorted(unique.values(), key=lambda c: (spec.depth_of(c), c.blocks))
 
 

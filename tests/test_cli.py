@@ -111,3 +111,25 @@ def test_export_command_json_and_errors(tiny_ckpt, tmp_path):
                           "valid depths")
     assert_one_line_error(run("export", "--ckpt", tiny_ckpt, "--out", out, "--force", "--depths", "8",
                               "--no-simplify", "--tolerance", "1e-12"), 6, "parity check failed at depth 8")
+
+
+def test_more_bad_input_is_caught_up_front(tiny_ckpt, tmp_path):
+    assert_one_line_error(run("train", "--out", tmp_path), 2, "is a directory")
+    weights = tmp_path / "r18.pth"
+    torch.save(build_model("resnet18", num_classes=37).state_dict(), weights)
+    assert_one_line_error(run("convert", "--arch", "resnet18", "--weights", weights, "--num-classes", "10",
+                              "--out", tmp_path / "c.pt"), 3, "size mismatch")
+    inside = tmp_path / "models"
+    inside.mkdir()
+    ckpt_copy = inside / "tiny.pt"
+    ckpt_copy.write_bytes(tiny_ckpt.read_bytes())
+    assert_one_line_error(run("export", "--ckpt", ckpt_copy, "--out", inside, "--force"), 2, "holds the checkpoint")
+    assert ckpt_copy.exists()
+    out = tmp_path / "a"
+    assert run("export", "--ckpt", tiny_ckpt, "--out", out, "--depths", "8", "--no-simplify").exit_code == 0
+    assert_one_line_error(run("bench", "--artifacts", out, "--dataset", "mnist", "--no-progress"), 4,
+                          "unknown dataset 'mnist'")
+    assert_one_line_error(run("bench", "--artifacts", out, "--depths", "8,x"), 2, "depth numbers")
+    assert_one_line_error(run("bench", "--artifacts", out, "--budget-ms", "0"), 2, "positive")
+    assert_one_line_error(run("calibrate", "--artifacts", out, "--dataset", str(tmp_path / "none.npz")), 4,
+                          "neither a dataset name")

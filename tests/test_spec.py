@@ -64,3 +64,16 @@ def test_every_arch_depth_numbers_are_unique():
         table = spec.table()
         assert table[spec.depth] == spec.full
         assert all(spec.depth_of(c) == d for d, c in table.items())
+
+
+def test_checkpoint_tables_accept_only_their_own_configs():
+    spec = arch_spec("cifar_resnet20")
+    table = {8: DepthConfig((1, 1, 1)), 14: DepthConfig((2, 2, 2))}
+    assert parse_depths(spec, "1-1-1,14", table) == [DepthConfig((1, 1, 1)), DepthConfig((2, 2, 2))]
+    with pytest.raises(UsageError, match="not in this checkpoint; valid depths: 8 \\(1-1-1\\), 14 \\(2-2-2\\)"):
+        parse_depths(spec, "3-3-3", table)
+
+
+def test_colliding_depth_numbers_are_refused():
+    with pytest.raises(UsageError, match="both have 41 layers"):
+        parse_depths(arch_spec("resnet50"), "3-4-4-2,2-4-4-3")

@@ -32,6 +32,9 @@ def test_sidecar_is_checked_field_by_field():
                        ("onnx_sha256", "cd"), ("gpu", "Xavier"), ("max_batch", 8)):
         reason = trt_runner.sidecar_mismatch({**expected, key: value}, expected)
         assert reason is not None and key in reason
+    recorded = {**expected, "engine_sha256": "11"}
+    assert trt_runner.sidecar_mismatch(recorded, expected, engine_sha256="11") is None
+    assert "does not match the sha256" in trt_runner.sidecar_mismatch(recorded, expected, engine_sha256="22")
 
 
 def test_engine_cache_paths(tmp_path):

@@ -37,6 +37,12 @@ def test_individual_mode_trains_each_depth_alone(tmp_path, fashion_mnist_dir):
         ckpt = load_checkpoint(tmp_path / f"run-d{depth}.pt")
         assert [c.blocks for c in ckpt.depths] == [blocks]
         assert ckpt.training["settings"]["mode"] == "individual"
+    before = (tmp_path / "run-d8.pt").read_bytes()
+    (tmp_path / "run-d14.pt").unlink()  # as if stopped before the second depth started
+    messages = []
+    train(_config(tmp_path, mode="individual", resume=True), log=messages.append)
+    assert (tmp_path / "run-d8.pt").read_bytes() == before and (tmp_path / "run-d14.pt").exists()
+    assert any("already finished" in m for m in messages)
 
 
 def test_training_learns(tmp_path, fashion_mnist_dir):

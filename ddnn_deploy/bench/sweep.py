@@ -77,6 +77,11 @@ def bench(artifacts: str | Path, *, device: str = "x86-cpu", profiles_file: str 
     manifest = load_manifest(artifacts)
     if dataset == "none":
         dataset = None
+    if dataset is not None:  # check it here, once, rather than failing in every worker
+        from ..data import load_eval_data
+
+        load_eval_data(dataset, data_dir=data_dir, input_shape=tuple(manifest["input"]["shape"][1:]),
+                       class_names=manifest.get("class_names"), limit=1)
     env = capture(profile.backend, profile.resolved_threads() if profile.backend != "tensorrt" else None)
     for note in warnings_for(env):
         log(f"warning: {note}")
@@ -113,6 +118,7 @@ def bench(artifacts: str | Path, *, device: str = "x86-cpu", profiles_file: str 
                              "static_batch": artifact.get("batch"), "timing": profile.timing.__dict__,
                              "input_shape": manifest["input"]["shape"][1:], "preprocess": manifest["preprocess"],
                              "accuracy_batch": profile.accuracy_batch, "checkpoint": checkpoint,
+                             "class_names": manifest.get("class_names"),
                              "engine_cache": str(engine_cache) if engine_cache else None,
                              "dataset": {"name": dataset, "data_dir": data_dir, "limit": limit} if dataset else None})
     if not jobs:

@@ -52,16 +52,18 @@ def accuracy(runner: Any, job: dict[str, Any]) -> dict[str, Any] | None:
     spec = job.get("dataset")
     if not spec:
         return None
-    from ..data import Preprocess, load_dataset
+    from ..data import Preprocess, load_eval_data
 
-    data = load_dataset(spec["name"], "test", spec.get("data_dir")).subset(spec.get("limit"), seed=2)
-    if list(data.input_shape) != list(job["input_shape"]):
-        return {"top1": None, "top5": None, "n": 0,
-                "note": f"dataset images are {list(data.input_shape)}, the graph wants {job['input_shape']}"}
+    data = load_eval_data(spec["name"], data_dir=spec.get("data_dir"), input_shape=tuple(job["input_shape"]),
+                          class_names=job.get("class_names"), limit=spec.get("limit"))
     data.preprocess = Preprocess.from_dict(job["preprocess"])
     extra = {"depth": np.asarray(job["depth"], dtype=np.int64)} if job.get("selector") else None
     return runner_accuracy(runner, data, batch=job.get("accuracy_batch", 256), static_batch=job.get("static_batch"),
                            extra_feed=extra)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -71,8 +73,6 @@ def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
     timing = TimingSettings(**job["timing"])
     rng = np.random.default_rng(0)
     with runner:
-        info = runner.info()
-        acc = accuracy(runner, job)
         for batch in job["batch_sizes"]:
             if job.get("static_batch") and batch != job["static_batch"]:
                 rows.append({"batch": batch, "status": "skipped", "error": f"graph has static batch "
@@ -84,8 +84,11 @@ def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
             stats, samples = measure(lambda feed=feed: runner.infer(feed), timing)
             rows.append({"batch": batch, "status": "ok", "error": None, "latency_ms": stats,
                          "throughput": batch / (stats["mean"] / 1e3), "samples_ms": samples})
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = _peak_rss_mb()  # before any dataset is loaded: the process running the model
+        info = runner.info()  # after inference, so GPU memory includes the buffers and workspace
+        acc = accuracy(runner, job)
     memory = {"peak_rss_mb": peak, "baseline_rss_mb": baseline, "runner_mb": max(0.0, peak - baseline),
+              "peak_rss_with_eval_data_mb": _peak_rss_mb(),
               **({"gpu_mb": info["gpu_memory_mb"]} if "gpu_memory_mb" in info else {})}
     for row in rows:
         row.update({"accuracy": acc, "memory_mb": memory, "runner": info})

@@ -13,6 +13,18 @@ _MODES = ["ekd", "ce", "ipkd", "ipkd-ta", "individual"]
 _DATASETS = ["fashion-mnist", "cifar10", "cifar100", "imagefolder"]
 
 
+def _depth_numbers(text: str | None) -> list[int] | None:
+    """``"8,20"`` -> [8, 20] for commands that select among exported depths by number."""
+    if not text:
+        return None
+    from ..errors import UsageError
+
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--depths takes depth numbers separated by commas (e.g. 8,20), not {text!r}") from None
+
+
 def _echo_json(payload: object) -> None:
     click.echo(json.dumps(payload, indent=2))
 
@@ -215,7 +227,11 @@ def bench_command(artifacts, device, profiles_file, dataset, data_dir, limit, de
     from ..bench.plot import plot_results
     from ..bench.sweep import bench
 
-    depth_list = [int(d) for d in depths.split(",")] if depths else None
+    depth_list = _depth_numbers(depths)
+    if budget_ms is not None:
+        from ..pick import check_budget
+
+        check_budget(budget_ms, stat)
     results = bench(artifacts, device=device, profiles_file=profiles_file, dataset=dataset, data_dir=data_dir,
                     limit=limit, depths=depth_list, include_selector=include_selector, checkpoint=ckpt,
                     results_path=results_path, engine_cache=engine_cache, progress=not no_progress,
@@ -282,7 +298,7 @@ def calibrate_command(artifacts, dataset, samples, target, method, max_drop, eva
     """Calibrate an INT8 (QDQ) graph for every depth and record it in the manifest."""
     from ..quantize import calibrate
 
-    depth_list = [int(d) for d in depths.split(",")] if depths else None
+    depth_list = _depth_numbers(depths)
     manifest = calibrate(artifacts, dataset=dataset, samples=samples, target=target, method=method,
                          max_drop=max_drop, eval_samples=eval_samples, depths=depth_list,
                          log=lambda m: click.echo(m, err=True))

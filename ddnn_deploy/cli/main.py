@@ -21,6 +21,10 @@ class DDNNGroup(click.Group):
         except DDNNError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted: the last complete checkpoint (if any) is intact; "
                        "continue with --resume", err=True)

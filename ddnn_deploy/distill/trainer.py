@@ -47,7 +47,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     kl_weight: float = 1.0
-    at_weight: float = 1.0
+    at_weight: float = 100.0  # the raw attention MSE is ~1e-3: it needs a large weight to matter
     temperature: float = 1.0
     seed: int = 0
     out: str = "model.pt"
@@ -72,7 +72,13 @@ def _dist_info() -> tuple[int, int, int]:
 
 def _init_distributed(device: torch.device) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        import datetime
+
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # each rank on its own GPU, or NCCL collectives can hang
+        # rank 0 evaluates and recalibrates BN alone while the others wait at a barrier
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                timeout=datetime.timedelta(hours=2))
 
 
 def _pick_device(name: str | None) -> torch.device:
@@ -149,12 +155,44 @@ def _train_individual(config: TrainConfig, *, log: Callable[[str], None]) -> Che
     out = Path(config.out)
     last = None
     for depth in parse_depths(spec, config.depths):
-        sub = TrainConfig(**{**asdict(config), "mode": "ce", "depths": str(depth),
-                             "out": str(out.with_name(f"{out.stem}-d{spec.depth_of(depth)}{out.suffix}"))})
+        target = out.with_name(f"{out.stem}-d{spec.depth_of(depth)}{out.suffix}")
+        resume = False
+        if config.resume and target.exists():
+            if "resume" not in load_checkpoint(target).training:
+                log(f"individual: depth {spec.depth_of(depth)} already finished in {target}")
+                last = load_checkpoint(target)
+                continue
+            resume = True
+        sub = TrainConfig(**{**asdict(config), "mode": "ce", "depths": str(depth), "out": str(target),
+                             "resume": resume})
         log(f"individual: training depth {spec.depth_of(depth)} ({depth}) alone -> {sub.out}")
         last = _train_ddnn(sub, log=log, mode_label="individual")
     assert last is not None
     return last
+
+
+def _load_weights(model: torch.nn.Module, state: dict, what: str) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line or "Missing" in line),
+                      str(exc).strip().splitlines()[0])
+        raise CheckpointError(f"{what}: weights do not fit this model ({detail[:160]}); use the same --arch "
+                              "and --width as the run that wrote them") from None
+
+
+def _check_output(out: Path) -> None:
+    """Fail before the first epoch, not after it, when the checkpoint cannot be written."""
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory; give a file name such as {out / 'model.pt'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}; choose another --out") from None
 
 
 def _load_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
@@ -181,7 +219,7 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
         init = load_checkpoint(config.init)
         if init.arch != config.arch:
             raise UsageError(f"--init checkpoint is {init.arch}, not {config.arch}")
-        model.load_state_dict(init.state_dict)
+        _load_weights(model, init.state_dict, f"--init {config.init}")
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -212,6 +250,8 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
     history: list[dict[str, Any]] = []
     start_epoch, elapsed = 0, 0.0
     out = Path(config.out)
+    if rank == 0:
+        _check_output(out)
     if config.resume:
         if not out.exists():
             raise CheckpointError(f"--resume: {out} does not exist yet; drop --resume to start afresh")
@@ -220,9 +260,13 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
         if not state:
             raise CheckpointError(f"--resume: {out} holds a finished run (no resume state); "
                                   "train to a new --out, or use --init to fine-tune from it")
-        model.load_state_dict(prev.state_dict)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        _load_weights(model, prev.state_dict, f"--resume {out}")
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"--resume {out}: optimizer state does not match this run ({exc}); "
+                                  "resume with the same --arch, --width and --depths") from None
         start_epoch, elapsed = int(state["epoch"]), float(state["elapsed_s"])
         history = list(prev.training.get("history", []))
         log(f"resuming {out} at epoch {start_epoch + 1}/{config.epochs}")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..atomic import make_readable
 from ..checkpoint import Checkpoint, load_checkpoint, sha256_file
 from ..errors import DataError, DDNNError, UsageError
 from ..models import count_macs
@@ -52,6 +53,9 @@ def _prepare_target(out: Path, force: bool) -> None:
 
 def _commit_directory(tmp: Path, out: Path) -> None:
     """Move the finished temporary directory onto ``out`` (replacing its old contents)."""
+    make_readable(tmp, directory=True)
+    for child in tmp.iterdir():
+        make_readable(child)
     if out.exists():
         backup = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, backup)
@@ -102,8 +106,13 @@ def export(ckpt_path: str | Path, out: str | Path, *, depths: str | None = None,
     started = time.time()
     say = progress or (lambda message: None)
     out = Path(out)
-    _prepare_target(out, force)
     ckpt_path = Path(ckpt_path)
+    resolved = out.resolve()
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
+        raise UsageError(f"--out {out} is the current directory or above it; give a dedicated directory")
+    if resolved in ckpt_path.resolve().parents:
+        raise UsageError(f"--out {out} holds the checkpoint {ckpt_path}; export into another directory")
+    _prepare_target(out, force)
     ckpt = load_checkpoint(ckpt_path)
     ckpt_sha = sha256_file(ckpt_path)
     spec = ckpt.spec

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_text_atomic
+from ..atomic import make_readable, write_text_atomic
 from ..bench.accuracy import runner_accuracy
 from ..bench.artifacts import load_manifest
 from ..data import Preprocess, load_dataset
@@ -121,17 +121,29 @@ def calibrate(artifacts: str | Path, *, dataset: str | None = None, samples: int
                     continue
             else:
                 with OrtRunner(work / name, threads=threads) as int8_runner:  # it must at least load and run
-                    int8_runner.infer(next(iter(FeedReader(None, preprocess, input_shape=input_shape, samples=1,
-                                                           static_batch=static_batch))))
+                    int8_runner.infer(next(iter(FeedReader(None, preprocess, input_shape=input_shape,
+                                                           samples=static_batch or 1, static_batch=static_batch))))
                 log(f"depth {depth}: quantized in {time.time() - t0:.0f} s (no accuracy guard: no held-out data)")
             new_entries.append(entry)
+        # New files get content-addressed names, so no file the current manifest lists is overwritten;
+        # the manifest is replaced atomically; only then are superseded INT8 files deleted.
         for entry in new_entries:
-            os.replace(work / entry["path"], root / entry["path"])
-        replaced = {e["path"] for e in new_entries}
-        kept = [{k: v for k, v in a.items() if k != "file"} for a in manifest["artifacts"] if a["path"] not in replaced]
+            final = f"{Path(entry['path']).stem}-{entry['sha256'][:8]}.onnx"
+            os.replace(work / entry["path"], root / final)
+            make_readable(root / final)
+            entry["path"] = final
+        redone = {(a["depth"], target) for a in sources}
+        kept = [{k: v for k, v in a.items() if k != "file"} for a in manifest["artifacts"]
+                if not (a["precision"] == "int8" and (a["depth"], a.get("target")) in redone)]
+        dropped = [a["path"] for a in manifest["artifacts"] if a["precision"] == "int8"
+                   and (a["depth"], a.get("target")) in redone]
         manifest = {k: v for k, v in manifest.items() if k != "artifacts"}
         manifest["artifacts"] = kept + new_entries
         write_text_atomic(root / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+        still_listed = {a["path"] for a in manifest["artifacts"]}
+        for path in dropped:
+            if path not in still_listed:
+                (root / path).unlink(missing_ok=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if failures:

@@ -9,12 +9,11 @@ folder of images (class sub-folders or flat), or ``random`` (latency studies onl
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from ..data import DATASETS, ImageDataset, Preprocess, load_dataset, load_image_folder
+from ..data import DATASETS, FeedReader, ImageDataset, load_dataset, load_image_folder  # noqa: F401
 from ..errors import DataError
 
 DEFAULT_SAMPLES = {"fashion-mnist": Path(__file__).resolve().parents[2] / "calibration" / "fashion-mnist-512.npz"}
@@ -91,42 +90,3 @@ def data_hash(images: np.ndarray | None, seed: int, samples: int, input_shape: t
     else:
         digest.update(np.ascontiguousarray(images).tobytes())
     return digest.hexdigest()
-
-
-class FeedReader:
-    """``get_next() -> {"input": float32 batch} | None``: the calibration feed for one session."""
-
-    def __init__(self, images: np.ndarray | None, preprocess: Preprocess, *, input_shape: tuple[int, int, int],
-                 batch: int = 32, samples: int = 512, static_batch: int | None = None, seed: int = 0):
-        self.images, self.preprocess, self.input_shape = images, preprocess, input_shape
-        self.batch = static_batch or batch
-        self.samples = len(images) if images is not None else samples
-        self.static_batch, self.seed = static_batch, seed
-        self.rewind()
-
-    def rewind(self) -> None:
-        self._iter = self._batches()
-
-    def _batches(self) -> Iterator[dict[str, np.ndarray]]:
-        rng = np.random.default_rng(self.seed)
-        for start in range(0, self.samples, self.batch):
-            stop = min(start + self.batch, self.samples)
-            if self.static_batch and stop - start < self.static_batch:
-                break
-            if self.images is None:
-                x = rng.standard_normal((stop - start, *self.input_shape)).astype(np.float32)
-            else:
-                x = self.preprocess.apply(self.images[start:stop])
-            yield {"input": x}
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._iter, None)
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        item = self.get_next()
-        if item is None:
-            raise StopIteration
-        return item

@@ -54,7 +54,9 @@ class CudaBuffers:
             self.backend = "pycuda"
             drv.init()
             self._drv = drv
-            self._context = drv.Device(0).make_context()
+            # the primary context: the one the CUDA runtime (and so TensorRT) uses
+            self._context = drv.Device(0).retain_primary_context()
+            self._context.push()
             self.stream = drv.Stream()
         self._allocations: list[Any] = []
 
@@ -111,7 +113,8 @@ class CudaBuffers:
             for mem in self._allocations:
                 mem.free()
             if self._context is not None:
-                self._context.pop()
+                self._drv.Context.pop()
+                self._context.detach()
         self._allocations.clear()
 
 

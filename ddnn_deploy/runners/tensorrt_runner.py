@@ -48,7 +48,8 @@ def expected_sidecar(*, trt_version: str, gpu: dict[str, Any], precision: str, o
             "max_batch": max_batch}
 
 
-def sidecar_mismatch(found: dict[str, Any] | None, expected: dict[str, Any]) -> str | None:
+def sidecar_mismatch(found: dict[str, Any] | None, expected: dict[str, Any],
+                     engine_sha256: str | None = None) -> str | None:
     """None when the cached engine may be loaded; otherwise why not (checked before deserializing)."""
     if found is None:
         return "no sidecar"
@@ -56,6 +57,8 @@ def sidecar_mismatch(found: dict[str, Any] | None, expected: dict[str, Any]) -> 
                 "max_batch"):
         if found.get(key) != expected.get(key):
             return f"{key} differs (engine: {found.get(key)!r}, here: {expected.get(key)!r})"
+    if engine_sha256 is not None and found.get("engine_sha256") != engine_sha256:
+        return "the engine file does not match the sha256 its sidecar recorded (replaced after build?)"
     return None
 
 
@@ -129,7 +132,8 @@ class TrtRunner(Runner):
                                     onnx_sha256=sha, max_batch=self.max_batch)
         engine_path, sidecar_path = engine_paths(self.cache_dir, self.onnx_path, self.precision, self.max_batch)
         found = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else None
-        reason = sidecar_mismatch(found, expected) if engine_path.is_file() else "no cached engine"
+        engine_sha = hashlib.sha256(engine_path.read_bytes()).hexdigest() if engine_path.is_file() else None
+        reason = sidecar_mismatch(found, expected, engine_sha) if engine_path.is_file() else "no cached engine"
         if reason is not None:
             if engine_path.is_file() and not self.rebuild:
                 raise EngineMismatchError(f"refusing cached engine {engine_path.name}: {reason}")
@@ -142,15 +146,15 @@ class TrtRunner(Runner):
             with atomic_path(engine_path) as tmp:
                 tmp.write_bytes(blob)
             with atomic_path(sidecar_path) as tmp:
-                tmp.write_text(json.dumps(expected, indent=1))
+                tmp.write_text(json.dumps({**expected, "engine_sha256": hashlib.sha256(blob).hexdigest()}, indent=1))
             self.built = True
+        self.buffers = CudaBuffers()  # first: pycuda pushes the primary context the engine must live in
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
             raise EngineMismatchError(f"TensorRT could not deserialize {engine_path.name}; delete it to rebuild")
         self.context = self.engine.create_execution_context()
-        self.buffers = CudaBuffers()
         self.trt = trt
         self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -187,8 +191,8 @@ class TrtRunner(Runner):
         return results
 
     def _deactivate(self) -> None:
+        self.context = self.engine = self.runtime = None  # TensorRT objects go before their memory
         self.buffers.close()
-        self.context = self.engine = self.runtime = None
 
     def info(self) -> dict[str, Any]:
         trt = import_tensorrt()
