@@ -146,3 +146,13 @@ def test_force_replaces_a_previous_export(tiny_ckpt, tmp_path):
     (out / "old.txt").write_text("old")
     export(tiny_ckpt, out, depths="8", simplify=False, force=True)
     assert sorted(p.name for p in out.iterdir()) == ["cifar_resnet20-d8.onnx", "manifest.json"]
+
+
+def test_dynamo_exporter_is_recorded_and_verified(tiny_ckpt, tmp_path):
+    pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript (in the export extra)")
+    manifest = export(tiny_ckpt, tmp_path / "dyn", depths="8", exporter="dynamo", simplify=False)
+    a = manifest["artifacts"][0]
+    assert a["exporter"] == "dynamo" and a["parity"]["max_rel_err"] <= 1e-4
+    assert a["parity"]["batch_sizes"] == [1, 3, 8]  # the dynamic batch axis works
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "dyn" / a["path"])).metadata_props}
+    assert meta["ddnn.exporter"] == "dynamo"
