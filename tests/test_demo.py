@@ -1,13 +1,14 @@
 """The committed demo checkpoint: loads safely, keeps its recorded accuracy, exports and benches."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from ddnn_deploy.checkpoint import load_checkpoint
 from ddnn_deploy.evaluation import evaluate_checkpoint
 
-from .conftest import DEMO_CKPT
+DEMO_CKPT = Path(__file__).resolve().parents[1] / "models" / "fmnist-resnet20-ddnn.pt"
 
 
 @pytest.fixture(scope="module")
