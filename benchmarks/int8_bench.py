@@ -2,7 +2,7 @@
 test set, and INT8 vs FP32 latency of ResNet-50 (random init) at batch 1 on onnxruntime CPU.
 
     python benchmarks/int8_bench.py demo
-    python benchmarks/int8_bench.py resnet50
+    python benchmarks/int8_bench.py resnet50 26,38,50     # depths to export (default: all)
 
 Latency pairs run interleaved in one process (same threads); only their ratio is compared. The INT8
 floor comes from FACTS.md: about 4x the FP32 peak (VNNI), i.e. ~1,076 GOPS per core.
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 PEAK_FP32_GFLOPS_PER_CORE = 269.0
 
 
-def main(name: str) -> None:
+def main(name: str, depths: str | None = None) -> None:
     from export_bench import paired_latency, session
 
     from ddnn_deploy.convert import convert_weights
@@ -40,7 +40,7 @@ def main(name: str) -> None:
         else:
             ckpt, dataset, eval_samples = work / f"{name}.pt", "random", None
             convert_weights(arch=name, out=ckpt)
-        export(ckpt, work / "a", simplify=True, progress=print)
+        export(ckpt, work / "a", depths=depths, simplify=True, progress=print)
         t0 = time.time()
         manifest = calibrate(work / "a", dataset=dataset, samples=512 if dataset is None else 32,
                              eval_samples=eval_samples, log=print, max_drop=100.0)
@@ -81,4 +81,4 @@ def main(name: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "demo")
+    main(sys.argv[1] if len(sys.argv) > 1 else "demo", sys.argv[2] if len(sys.argv) > 2 else None)
