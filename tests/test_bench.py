@@ -176,3 +176,14 @@ def test_runtime_side_works_without_torch(artifacts, profiles, tmp_path):
     assert all(r["status"] == "ok" for r in rows) and rows[0]["accuracy"]["n"] == 100
     check = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=env)
     assert check.returncode != 0  # the blocker really blocks
+
+
+def test_torch_reference_backend(artifacts, tiny_ckpt, tmp_path):
+    profiles = tmp_path / "p.toml"
+    profiles.write_text(QUICK.replace("[profiles.quick]\nextends = \"x86-cpu\"", "[profiles.ref]\nbackend = \"torch\""))
+    results = bench(artifacts, device="ref", profiles_file=profiles, checkpoint=str(tiny_ckpt), dataset="fashion-mnist",
+                    limit=200, progress=False)
+    reference = {r["depth"]: r for r in evaluate_checkpoint(str(tiny_ckpt), limit=200)["depths"]}
+    for row in results["rows"]:
+        assert row["status"] == "ok" and row["backend"] == "torch", row.get("error")
+        assert row["accuracy"]["top1"] == pytest.approx(reference[row["depth"]]["top1"])
