@@ -61,7 +61,8 @@ def int8_table(name: str) -> str:
     lines = [f"**{name}**: batch 1, {data['threads']} threads, onnxruntime {data['onnxruntime']}, INT8 = QDQ "
              "U8S8 per-channel (target cpu, MinMax).", "",
              "| depth | FP32 ms | INT8 ms | speed-up | INT8 GOPS (floor ~"
-             f"{data['int8_floor_gops']:.0f}) | FP32 top-1 % | INT8 top-1 % | drop |", "|---|---|---|---|---|---|---|---|"]
+             f"{data['int8_floor_gops']:.0f}) | FP32 top-1 % | INT8 top-1 % | drop |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
         acc = r.get("accuracy") or {}
         accs = (f"{acc['fp32_top1']:.2f} | {acc['int8_top1']:.2f} | {acc['drop']:+.2f}" if acc else "- | - | -")
