@@ -27,11 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def session(path: Path, threads: int):
+    """A CPU session whose idle worker threads do not spin: sessions compared in one process would
+    otherwise steal each other's cores while they alternate (seen: 0.6x-1.6x swings on the demo)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -139,6 +142,7 @@ def main() -> None:
         result = {
             "benchmark": "export", "name": args.name, "checkpoint": str(args.ckpt or f"convert --arch {args.arch}"),
             "arch": ckpt.arch, "input_shape": list(shape), "batch": 1, "threads": args.threads,
+            "session": "CPU EP, intra_op_num_threads=threads, allow_spinning=0 (paired sessions in one process)",
             "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                         "onnxruntime": onnxruntime.__version__, "torch": str(torch.__version__)},
             "export_seconds": round(export_seconds, 1), "selector_bytes": selector["bytes"],
