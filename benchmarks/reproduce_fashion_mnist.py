@@ -5,7 +5,8 @@
     nohup python benchmarks/reproduce_fashion_mnist.py > runs/reproduce.log 2>&1 &
     python benchmarks/reproduce_fashion_mnist.py --report-only        # table + plot from what is done
 
-Every run writes its checkpoint under --work (default runs/reproduce/); a finished run is skipped, an
+Every run writes its checkpoint under --work (default benchmarks/reproduce_runs/, committed so a later
+session resumes); a finished run is skipped, an
 interrupted one resumes from its last epoch. No tuning happens here (the trainer's defaults are used
 for every method), so nothing is tuned on the test set. Runs unchanged on CUDA (the trainer picks it).
 Results: benchmarks/results/reproduce_fashion_mnist.json (+ .md table, + .png plot).
@@ -168,7 +169,7 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=None, help="smoke tests only")
     parser.add_argument("--test-limit", type=int, default=None, help="smoke tests only")
     parser.add_argument("--results", default=str(RESULTS))
-    parser.add_argument("--work", default=str(ROOT / "runs" / "reproduce"))
+    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "reproduce_runs"))
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     if args.report_only:
