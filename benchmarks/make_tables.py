@@ -40,17 +40,22 @@ def bench_table(name: str) -> str:
     lines = [f"**{data['arch']}** on `{data['device']['profile']['name']}`: {env['cpu']}, {env['cores']} cores, "
              f"{env['threads']} threads, onnxruntime {env['libraries'].get('onnxruntime')}, governor "
              f"{env.get('governor')}.", "",
-             "| depth | batch | p50 ms | p90 ms | p99 ms | img/s | top-1 % | GFLOP/s | % of FP32 peak | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"Efficiency: achieved GFLOP/s (2 x MACs / p50) against FACTS.md's FP32 peak for its Zen 5 host "
+             f"({data.get('peak_fp32_gflops_assumed', 0):.0f} GFLOP/s on 2 cores) and against this host's measured "
+             f"sgemm rate ({data.get('sgemm_fp32_gflops_measured', 0):.0f} GFLOP/s, same threads).", "",
+             "| depth | batch | p50 ms | p90 ms | p99 ms | img/s | top-1 % | GFLOP/s | % of FACTS peak | "
+             "% of sgemm | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
         if r["status"] != "ok":
-            lines.append(f"| {r['depth']} | {r['batch']} | {r['status']}: {r.get('error')} |||||||")
+            lines.append(f"| {r['depth']} | {r['batch']} | {r['status']}: {r.get('error')} ||||||||")
             continue
         lat, acc = r["latency_ms"], r.get("accuracy") or {}
         top1 = f"{acc['top1']:.2f}" if acc.get("top1") is not None else "-"
         lines.append(f"| {r['depth']} | {r['batch']} | {lat['p50']:.3f} | {lat['p90']:.3f} | {lat['p99']:.3f} | "
                      f"{r['throughput']:.0f} | {top1} | {r.get('achieved_gflops', 0):.0f} | "
-                     f"{100 * r.get('fraction_of_fp32_peak', 0):.0f} | {r['memory_mb']['peak_rss_mb']:.0f} |")
+                     f"{100 * r.get('fraction_of_fp32_peak', 0):.0f} | "
+                     f"{100 * r.get('fraction_of_measured_sgemm', 0):.0f} | {r['memory_mb']['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
 
 
