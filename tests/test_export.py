@@ -156,3 +156,16 @@ def test_dynamo_exporter_is_recorded_and_verified(tiny_ckpt, tmp_path):
     assert a["parity"]["batch_sizes"] == [1, 3, 8]  # the dynamic batch axis works
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "dyn" / a["path"])).metadata_props}
     assert meta["ddnn.exporter"] == "dynamo"
+
+
+def test_fp16_graphs_for_tensorrt_11(tiny_ckpt, tmp_path):
+    manifest = export(tiny_ckpt, tmp_path / "h", depths="14", fp16=True, simplify=False)
+    fp32, fp16 = manifest["artifacts"]
+    assert (fp32["precision"], fp16["precision"]) == ("fp32", "fp16") and fp16["from"] == fp32["path"]
+    assert fp16["bytes"] < 0.6 * fp32["bytes"]  # weights stored in half precision
+    assert fp16["parity"]["max_rel_err"] <= 1e-2 and fp16["parity"]["tolerance"] == 1e-2
+    model = onnx.load(str(tmp_path / "h" / fp16["path"]))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 in and out
+    x = np.random.default_rng(2).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    np.testing.assert_allclose(_run(tmp_path / "h" / fp16["path"], x), _run(tmp_path / "h" / fp32["path"], x),
+                               atol=5e-2)

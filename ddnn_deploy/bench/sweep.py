@@ -104,8 +104,13 @@ def bench(artifacts: str | Path, *, device: str = "x86-cpu", profiles_file: str 
             if profile.backend != "tensorrt" and precision == "int8" and artifact.get("target") == "tensorrt" and \
                     any(a.get("target") == "cpu" and a["depth"] == artifact["depth"] for a in chosen):
                 continue  # on onnxruntime CPU prefer the CPU-target INT8 graph when both exist
-            if profile.backend == "tensorrt" and precision != "int8" and artifact["precision"] != "fp32":
-                continue
+            if profile.backend == "tensorrt" and precision != "int8":
+                # FP16 engines: the FP16 graph where export made one (TensorRT 11 takes precision from the
+                # graph), else the FP32 graph with TensorRT's FP16 builder flag (TensorRT 8.5-10)
+                has_fp16 = any(a["precision"] == "fp16" and a["depth"] == artifact["depth"] for a in chosen)
+                wanted = "fp16" if precision == "fp16" and has_fp16 else "fp32"
+                if artifact["precision"] != wanted:
+                    continue
             sel_depths = artifact["depth"] if artifact["kind"] == "selector" else [artifact["depth"]]
             for depth in sel_depths:
                 jobs.append({"file": artifact["file"], "sha256": artifact["sha256"], "depth": depth,
@@ -114,7 +119,8 @@ def bench(artifacts: str | Path, *, device: str = "x86-cpu", profiles_file: str 
                              "kind": artifact["kind"], "selector": artifact["kind"] == "selector",
                              "backend": profile.backend, "provider": profile.provider,
                              "threads": profile.resolved_threads() if profile.backend != "tensorrt" else None,
-                             "precision": precision, "batch_sizes": list(profile.batch_sizes),
+                             "precision": precision, "graph_precision": artifact["precision"],
+                             "batch_sizes": list(profile.batch_sizes),
                              "static_batch": artifact.get("batch"), "timing": profile.timing.__dict__,
                              "input_shape": manifest["input"]["shape"][1:], "preprocess": manifest["preprocess"],
                              "accuracy_batch": profile.accuracy_batch, "checkpoint": checkpoint,

@@ -40,7 +40,8 @@ def make_runner(job: dict[str, Any]):
         from ..runners.tensorrt_runner import TrtRunner
 
         return TrtRunner(job["file"], precision=job["precision"], cache_dir=job.get("engine_cache"),
-                         onnx_sha256=job.get("sha256"), max_batch=max(job["batch_sizes"]))
+                         onnx_sha256=job.get("sha256"), max_batch=max(job["batch_sizes"]),
+                         graph_precision=job.get("graph_precision", "fp32"))
     if backend == "torch":
         from ..runners.torch_runner import TorchRunner
 

@@ -175,15 +175,17 @@ def convert(arch, weights, depths, num_classes, in_channels, input_size, width, 
               help="torch.onnx exporter, passed explicitly and recorded (dynamo needs onnxscript).")
 @click.option("--tolerance", type=float, default=1e-4, show_default=True,
               help="Largest allowed |onnx - torch| relative to the largest |logit|.")
+@click.option("--fp16", is_flag=True, help="Also write an FP16 graph per depth (float32 input/output), "
+              "for back-ends that take precision from the graph, e.g. TensorRT 11.")
 @click.option("--force", is_flag=True, help="Replace an output directory that already holds files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest on stdout.")
-def export_command(ckpt, out, depths, selector, opset, input_size, batch, no_simplify, exporter, tolerance, force,
-                   as_json) -> None:
+def export_command(ckpt, out, depths, selector, opset, input_size, batch, no_simplify, exporter, tolerance, fp16,
+                   force, as_json) -> None:
     """Slice a checkpoint into verified per-depth ONNX graphs (+ an optional selector graph)."""
     from ..export import export
 
     manifest = export(ckpt, out, depths=depths, selector=selector, opset=opset, input_size=input_size, batch=batch,
-                      simplify=not no_simplify, force=force, exporter=exporter, tolerance=tolerance,
+                      simplify=not no_simplify, force=force, exporter=exporter, tolerance=tolerance, fp16=fp16,
                       progress=lambda m: click.echo(m, err=True))
     if as_json:
         _echo_json(manifest)
@@ -191,8 +193,8 @@ def export_command(ckpt, out, depths, selector, opset, input_size, batch, no_sim
     rows = []
     for a in manifest["artifacts"]:
         depth = a["depth"] if a["kind"] == "depth" else ",".join(map(str, a["depth"]))
-        rows.append([depth, a["kind"], a["path"], f"{a['bytes'] / 1e6:.2f} MB", _fmt_count(a["params"]),
-                     "yes" if a["simplified"] else "no", f"{a['parity']['max_rel_err']:.1e}"])
+        rows.append([depth, f"{a['kind']} {a['precision']}", a["path"], f"{a['bytes'] / 1e6:.2f} MB",
+                     _fmt_count(a["params"]), "yes" if a["simplified"] else "no", f"{a['parity']['max_rel_err']:.1e}"])
     _print_table(f"{out}/manifest.json ({manifest['export_seconds']:.0f} s)",
                  ["depth", "kind", "file", "size", "params", "onnxsim", "parity (rel)"], rows)
 

@@ -35,6 +35,7 @@ MANIFEST_FORMAT = "ddnn-deploy.export"
 MANIFEST_VERSION = 1
 DEFAULT_OPSET = 17
 FP32_TOLERANCE = 1e-4  # worst |onnx - torch| relative to the largest |logit|
+FP16_TOLERANCE = 1e-2  # FP16 graphs: half precision keeps about 3 significant digits
 
 
 def _prepare_target(out: Path, force: bool) -> None:
@@ -101,6 +102,7 @@ def export(ckpt_path: str | Path, out: str | Path, *, depths: str | None = None,
            opset: int = DEFAULT_OPSET, input_size: int | None = None, batch: int | None = None,
            simplify: bool = True, force: bool = False, exporter: str = "torchscript",
            tolerance: float = FP32_TOLERANCE, real_samples: int = 64, simplify_timeout: float = 300.0,
+           fp16: bool = False, fp16_tolerance: float = FP16_TOLERANCE,
            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Export and verify; returns the manifest (also written to ``OUT/manifest.json``)."""
     started = time.time()
@@ -138,6 +140,10 @@ def export(ckpt_path: str | Path, out: str | Path, *, depths: str | None = None,
                                            batch=batch, exporter=exporter, simplify=simplify,
                                            tolerance=tolerance, real=real, simplify_timeout=simplify_timeout,
                                            say=say))
+        if fp16:
+            for record in [a for a in artifacts if a["kind"] == "depth"]:
+                artifacts.append(_export_fp16(ckpt, record, tmp, shape=shape, batch=batch, real=real,
+                                              tolerance=fp16_tolerance, say=say))
         if selector:
             if len(configs) < 2:
                 raise UsageError("--selector needs at least two depths")
@@ -220,6 +226,47 @@ def _export_depth(ckpt: Checkpoint, ckpt_sha: str, model: Any, config: DepthConf
                          "batch_sizes": [batch] if batch else [1, 3, 8]}}
     say(f"depth {depth}: ok, {record['bytes'] / 1e6:.2f} MB, max relative error {parity['max_rel_err']:.2e}")
     return record
+
+
+def _topological_sort(graph: Any) -> None:
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise DDNNError("the FP16 graph has a cycle or a missing input; export without --fp16")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        pending = [n for n in pending if n not in ready]
+    copies = [type(n)() for n in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def _export_fp16(ckpt: Checkpoint, fp32: dict[str, Any], root: Path, *, shape: tuple[int, int, int],
+                 batch: int | None, real: np.ndarray | None, tolerance: float,
+                 say: Callable[[str], None]) -> dict[str, Any]:
+    """An FP16 copy of a per-depth graph (float32 input and output kept), for back-ends that take
+    precision from the graph (TensorRT 11's strongly typed networks)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    config = ckpt.table()[fp32["depth"]]
+    proto = convert_float_to_float16(onnx.load(str(root / fp32["path"])), keep_io_types=True)
+    _topological_sort(proto.graph)  # the converter appends its input casts at the end
+    path = root / fp32["path"].replace(".onnx", ".fp16.onnx")
+    onnx.save(proto, str(path))
+    check_model(path)
+    reference = ckpt.build(config)
+    parity = measure_parity(_bound(reference, config), ort_session(path), parity_inputs(shape, batch, real))
+    _check_parity(parity, f"depth {fp32['depth']} (fp16)", tolerance)
+    say(f"depth {fp32['depth']}: fp16 ok, max relative error {parity['max_rel_err']:.2e}")
+    return {**fp32, "precision": "fp16", **_file_record(path, root), "from": fp32["path"],
+            "parity": {**parity, "tolerance": tolerance, "real_samples": 0 if real is None else int(len(real)),
+                       "batch_sizes": [batch] if batch else [1, 3, 8]}}
 
 
 def _bound(model: Any, config: DepthConfig) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -79,7 +79,7 @@ def builder_network_flags(trt: Any, precision: str) -> int:
 
 
 def build_engine(trt: Any, onnx_path: Path, precision: str, max_batch: int, input_shape: tuple[int, ...],
-                 workspace_mb: int = 1024) -> bytes:
+                 workspace_mb: int = 1024, graph_precision: str = "fp32") -> bytes:
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(builder_network_flags(trt, precision))
@@ -91,9 +91,10 @@ def build_engine(trt: Any, onnx_path: Path, precision: str, max_batch: int, inpu
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     major = trt_major(trt.__version__)
     if precision == "fp16":
-        if major >= 11:
-            raise DDNNError("TensorRT 11 takes precision from the graph: export an FP16 ONNX for fp16 engines")
-        config.set_flag(trt.BuilderFlag.FP16)
+        if major >= 11 and graph_precision != "fp16":
+            raise DDNNError("TensorRT 11 takes precision from the graph: export with --fp16 for FP16 engines")
+        if major < 11:
+            config.set_flag(trt.BuilderFlag.FP16)
     elif precision == "int8" and major < 11:
         config.set_flag(trt.BuilderFlag.INT8)  # explicit quantization: scales come from the QDQ nodes
     tensor = network.get_input(0)
@@ -111,7 +112,8 @@ class TrtRunner(Runner):
     name = "tensorrt"
 
     def __init__(self, onnx_path: str | Path, *, precision: str = "fp16", cache_dir: str | Path | None = None,
-                 onnx_sha256: str | None = None, max_batch: int = 1, rebuild: bool = True) -> None:
+                 onnx_sha256: str | None = None, max_batch: int = 1, rebuild: bool = True,
+                 graph_precision: str = "fp32") -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}")
@@ -121,6 +123,7 @@ class TrtRunner(Runner):
         self.onnx_sha256 = onnx_sha256
         self.max_batch = max_batch
         self.rebuild = rebuild
+        self.graph_precision = graph_precision
         self.built = False
 
     def _activate(self) -> None:
@@ -141,7 +144,8 @@ class TrtRunner(Runner):
 
             shape = tuple(d.dim_value for d in onnx.load(str(self.onnx_path), load_external_data=False)
                           .graph.input[0].type.tensor_type.shape.dim[1:])
-            blob = build_engine(trt, self.onnx_path, self.precision, self.max_batch, shape)
+            blob = build_engine(trt, self.onnx_path, self.precision, self.max_batch, shape,
+                                graph_precision=self.graph_precision)
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(engine_path) as tmp:
                 tmp.write_bytes(blob)
