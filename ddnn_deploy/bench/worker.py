@@ -64,6 +64,14 @@ def accuracy(runner: Any, job: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _peak_rss_mb() -> float:
+    """This process's resident high-water mark (VmHWM). Not ru_maxrss: Linux carries that across
+    fork + exec, so a worker started by a big parent (torch, a loaded model) would report the parent's."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
