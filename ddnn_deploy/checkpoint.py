@@ -20,7 +20,6 @@ is refused. Schema (``format`` = ``ddnn-deploy.checkpoint``, ``version`` = 1)::
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .atomic import atomic_path
+from .atomic import atomic_path, sha256_file  # noqa: F401  (sha256_file re-exported)
 from .errors import CheckpointError
 from .spec import ArchSpec, DepthConfig, arch_spec
 
@@ -113,14 +112,6 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _safe_torch_load(path: Path) -> Any:

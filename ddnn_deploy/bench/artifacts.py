@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from ..atomic import sha256_file
 from ..errors import DDNNError, UsageError
 
 MANIFEST_FORMAT = "ddnn-deploy.export"
@@ -14,14 +14,6 @@ MANIFEST_FORMAT = "ddnn-deploy.export"
 
 class ArtifactsError(DDNNError):
     exit_code = 3
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _inside(root: Path, relative: str) -> Path:
@@ -55,7 +47,7 @@ def load_manifest(folder: str | Path, *, verify: bool = True) -> dict[str, Any]:
             file = _inside(root, relative)
             if not file.is_file():
                 raise ArtifactsError(f"{relative} is listed in {path} but missing; re-export")
-            if verify and _sha256(file) != expected:
+            if verify and sha256_file(file) != expected:
                 raise ArtifactsError(f"{relative} no longer matches the sha256 in {path}: the file was changed "
                                      "after export; refusing to use it (re-export)")
         artifact["file"] = str(_inside(root, artifact["path"]))

@@ -20,14 +20,19 @@ from .accuracy import runner_accuracy
 from .timing import TimingSettings, measure
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in MB; ru_maxrss where /proc is missing."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_mb() -> float:
+    return _status_mb("VmRSS")
 
 
 def make_runner(job: dict[str, Any]):
@@ -66,13 +71,7 @@ def accuracy(runner: Any, job: dict[str, Any]) -> dict[str, Any] | None:
 def _peak_rss_mb() -> float:
     """This process's resident high-water mark (VmHWM). Not ru_maxrss: Linux carries that across
     fork + exec, so a worker started by a big parent (torch, a loaded model) would report the parent's."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _status_mb("VmHWM")
 
 
 def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..atomic import make_readable, write_text_atomic
+from ..atomic import make_readable, sha256_file, write_text_atomic
 from ..bench.accuracy import runner_accuracy
 from ..bench.artifacts import load_manifest
 from ..data import Preprocess, load_dataset
@@ -31,12 +31,6 @@ from .reader import FeedReader, calibration_images, data_hash
 
 class AccuracyDropError(DDNNError):
     exit_code = 8
-
-
-def _sha256(path: Path) -> str:
-    from ..bench.artifacts import _sha256 as sha
-
-    return sha(path)
 
 
 def _quantize(src: Path, dst: Path, reader: FeedReader, config: QuantConfig, work: Path) -> None:
@@ -99,7 +93,7 @@ def calibrate(artifacts: str | Path, *, dataset: str | None = None, samples: int
             name = f"{src.stem}.int8-{target}.onnx"
             _quantize(src, work / name, reader, config, work)
             entry = {k: v for k, v in source_artifact.items() if k not in ("file", "parity", "simplify_note")}
-            entry.update({"precision": "int8", "path": name, "sha256": _sha256(work / name),
+            entry.update({"precision": "int8", "path": name, "sha256": sha256_file(work / name),
                           "bytes": (work / name).stat().st_size, "target": target, "method": method,
                           "per_channel": per_channel, "calibration": {"source": source, "samples": len(images)
                                                                       if images is not None else samples,
