@@ -7,8 +7,14 @@
 
 Every run writes its checkpoint under --work (default benchmarks/reproduce_runs/, committed so a later
 session resumes); a finished run is skipped, an
-interrupted one resumes from its last epoch. No tuning happens here (the trainer's defaults are used
-for every method), so nothing is tuned on the test set. Runs unchanged on CUDA (the trainer picks it).
+interrupted one resumes from its last epoch. The test-set runs use the trainer's defaults for every
+method. Any tuning (loss weights, temperature) goes through --holdout N, which trains on 60,000 - N
+training images and evaluates on the N held out, in its own folder and results file, e.g.
+
+    python benchmarks/reproduce_fashion_mnist.py --holdout 10000 --methods ekd --seeds 0 --at-weight 30 \
+        --work benchmarks/reproduce_runs/holdout10000-at30 --results benchmarks/results/tune/at30.json
+
+Runs unchanged on CUDA (the trainer picks it).
 Results: benchmarks/results/reproduce_fashion_mnist.json (+ .md table, + .png plot).
 """
 
@@ -45,7 +51,7 @@ def run_all(args: argparse.Namespace) -> None:
         for method in args.methods:
             base = dict(arch=args.arch, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
                         seed=seed, progress=False, threads=args.threads, train_limit=args.train_limit,
-                        test_limit=args.test_limit)
+                        test_limit=args.test_limit, holdout=args.holdout)
             if method == "individual":
                 for depth in depths:
                     number = arch_spec(args.arch).depth_of(depth)
@@ -61,11 +67,13 @@ def run_all(args: argparse.Namespace) -> None:
                     continue
                 print(f"[{time.strftime('%H:%M:%S')}] {method} seed {seed}", flush=True)
                 train(TrainConfig(**base, mode=method, depths=args.depths, out=str(out), resume=out.exists(),
-                                  kl_weight=args.kl_weight, at_weight=args.at_weight))
+                                  kl_weight=args.kl_weight, at_weight=args.at_weight,
+                                  temperature=args.temperature))
             collect(args)
 
 
 def collect(args: argparse.Namespace) -> dict:
+    from ddnn_deploy.bench.environment import cpu_model
     from ddnn_deploy.checkpoint import load_checkpoint
 
     work = Path(args.work)
@@ -74,25 +82,33 @@ def collect(args: argparse.Namespace) -> dict:
         if not _finished(path):
             continue
         ckpt = load_checkpoint(path)
-        method = ckpt.training["settings"]["mode"]
-        seed = ckpt.training["settings"]["seed"]
+        settings = ckpt.training["settings"]
         for config in ckpt.depths:
             m = ckpt.metrics[str(config)]
-            rows.append({"method": method, "depth": ckpt.spec.depth_of(config), "blocks": list(config.blocks),
-                         "seed": seed, "top1": m["top1"], "top1_shared_bn": m["top1_shared_bn"],
-                         "train_seconds": ckpt.training.get("wall_time_s")})
+            rows.append({"method": settings["mode"], "depth": ckpt.spec.depth_of(config),
+                         "blocks": list(config.blocks), "seed": settings["seed"], "top1": m["top1"],
+                         "top1_shared_bn": m["top1_shared_bn"], "split": m.get("split", "test"), "n": m["n"],
+                         "params": m["params"], "macs": m["macs"],
+                         "kl_weight": settings["kl_weight"], "at_weight": settings["at_weight"],
+                         "temperature": settings["temperature"], "epochs": settings["epochs"],
+                         "train_seconds": ckpt.training.get("wall_time_s"), "file": path.name})
     import torch
 
-    result = {"benchmark": "reproduce_fashion_mnist", "dataset": "fashion-mnist (60k train / 10k test)",
+    result = {"benchmark": "reproduce_fashion_mnist",
+              "dataset": ("fashion-mnist: 60k train / 10k test" if not args.holdout else
+                          f"fashion-mnist: {60000 - args.holdout} train / {args.holdout} held out of the "
+                          "training split (the test set is not used)"),
               "settings": {"arch": args.arch, "width": args.width, "depths": args.depths, "epochs": args.epochs,
                            "batch_size": args.batch_size, "seeds": args.seeds, "methods": args.methods,
                            "kl_weight": args.kl_weight, "at_weight": args.at_weight,
+                           "temperature": args.temperature, "holdout": args.holdout,
                            "schedule": "SGD nesterov 0.9, lr 0.1, wd 5e-4, 1 warm-up epoch + cosine",
                            "augmentation": "pad 2 + random crop 28, horizontal flip",
                            "bn": "per-depth recalibration on 10k training images"},
-              "environment": {"cpu": platform.processor() or platform.machine(), "torch": str(torch.__version__),
+              "environment": {"cpu": cpu_model(), "threads": args.threads, "torch": str(torch.__version__),
                               "device": "cuda" if torch.cuda.is_available() else "cpu"},
               "rows": rows, "updated": time.strftime("%Y-%m-%d %H:%M")}
+    result["summary"] = summarize(rows, args.methods)
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -100,36 +116,81 @@ def collect(args: argparse.Namespace) -> dict:
     return result
 
 
+def _errors(rows: list[dict], method: str, depth: int, key: str = "top1") -> dict[int, float]:
+    """{seed: top-1 error %} for one method and depth."""
+    return {r["seed"]: 100 - r[key] for r in rows if r["method"] == method and r["depth"] == depth}
+
+
+def summarize(rows: list[dict], methods: list[str]) -> dict:
+    """EKD against each other method: error difference (other - EKD, positive = EKD better), averaged over
+    the sub-net depths, per seed where both ran that seed, then mean over seeds; and the full-net's change."""
+    depths = sorted({r["depth"] for r in rows})
+    if not depths:
+        return {}
+    full, subs = depths[-1], depths[:-1]
+    out: dict = {"full_depth": full, "sub_depths": subs, "ekd_vs": {}}
+    for other in [m for m in methods if m != "ekd"]:
+        per_seed = {}
+        for seed in sorted({r["seed"] for r in rows}):
+            diffs = []
+            for d in subs:
+                a, b = _errors(rows, other, d), _errors(rows, "ekd", d)
+                if seed in a and seed in b:
+                    diffs.append(a[seed] - b[seed])
+            if subs and len(diffs) == len(subs):
+                per_seed[seed] = float(np.mean(diffs))
+        a, b = _errors(rows, other, full), _errors(rows, "ekd", full)
+        full_seed = {s: a[s] - b[s] for s in a if s in b}
+        if per_seed or full_seed:
+            out["ekd_vs"][other] = {
+                "sub_nets_points": float(np.mean(list(per_seed.values()))) if per_seed else None,
+                "sub_nets_points_per_seed": per_seed,
+                "full_net_points": float(np.mean(list(full_seed.values()))) if full_seed else None,
+                "full_net_points_per_seed": full_seed}
+    return out
+
+
+def _cell(values: list[float], bold: bool) -> str:
+    if not values:
+        return "-"
+    text = f"{np.mean(values):.2f}" + (f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else " (n=1)")
+    return f"**{text}**" if bold else text
+
+
+def table(rows: list[dict], methods: list[str], key: str = "top1") -> list[str]:
+    """Table 1 of the paper, our way: one row per depth, top-1 error % per method (mean ± sd over seeds)."""
+    depths = sorted({r["depth"] for r in rows})
+    lines = ["| depth | MACs | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for depth in depths:
+        values = {m: list(_errors(rows, m, depth, key).values()) for m in methods}
+        best = min((np.mean(v) for v in values.values() if v), default=None)
+        macs = next(r["macs"] for r in rows if r["depth"] == depth)
+        lines.append(f"| {depth} | {macs / 1e6:.1f} M | " + " | ".join(
+            _cell(values[m], bool(values[m]) and np.mean(values[m]) == best) for m in methods) + " |")
+    return lines
+
+
 def report(result: dict, out: Path) -> None:
     rows = result["rows"]
     methods = [m for m in result["settings"]["methods"] if any(r["method"] == m for r in rows)]
-    depths = sorted({r["depth"] for r in rows})
-    lines = ["| depth | " + " | ".join(f"{m} error % (mean ± sd, n)" for m in methods) + " |",
-             "|---|" + "---|" * len(methods)]
-    means: dict[tuple[str, int], float] = {}
-    for depth in depths:
-        cells = []
-        for method in methods:
-            values = [100 - r["top1"] for r in rows if r["method"] == method and r["depth"] == depth]
-            if values:
-                means[(method, depth)] = float(np.mean(values))
-                spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-                cells.append(f"{np.mean(values):.2f} ± {spread:.2f} ({len(values)})")
-            else:
-                cells.append("-")
-        lines.append(f"| {depth} | " + " | ".join(cells) + " |")
-    summary = []
-    full = max(depths) if depths else None
-    subs = [d for d in depths if d != full]
-    for other in ("ce", "individual", "ipkd-ta"):
-        pairs = [means[(other, d)] - means[("ekd", d)] for d in subs if (other, d) in means and ("ekd", d) in means]
-        if pairs:
-            summary.append(f"{other} sub-nets have {np.mean(pairs):+.2f} points more top-1 error than EKD's, "
-                           f"on average over depths {subs} (positive = EKD better)")
-    if full is not None and ("ekd", full) in means and ("individual", full) in means:
-        summary.append(f"full-net ({full}): EKD error {means[('ekd', full)]:.2f}% vs individual "
-                       f"{means[('individual', full)]:.2f}%")
-    text = "\n".join(lines + [""] + [f"- {s}" for s in summary]) + "\n"
+    seeds = sorted({r["seed"] for r in rows})
+    split = "held-out training images" if result["settings"].get("holdout") else "test set"
+    lines = [f"Top-1 error % on the {split} (mean ± sd over seeds {seeds}; bold = best per depth), "
+             "each depth with its own recalibrated BN statistics:", ""] + table(rows, methods)
+    lines += ["", "The same networks with the shared (training-time) BN statistics:", ""]
+    lines += table(rows, methods, "top1_shared_bn")
+    summary = result.get("summary") or {}
+    if summary.get("ekd_vs"):
+        lines += ["", f"EKD against each method (other's error minus EKD's, points; positive = EKD better):", "",
+                  f"| method | sub-nets {summary['sub_depths']}, mean over depths | per seed | "
+                  f"full-net ({summary['full_depth']}) | per seed |", "|---|---|---|---|---|"]
+        fmt = lambda v: "-" if v is None else f"{v:+.2f}"  # noqa: E731
+        for other, d in summary["ekd_vs"].items():
+            lines.append(f"| {other} | {fmt(d['sub_nets_points'])} | "
+                         + ", ".join(f"s{s}: {v:+.2f}" for s, v in d["sub_nets_points_per_seed"].items())
+                         + f" | {fmt(d['full_net_points'])} | "
+                         + ", ".join(f"s{s}: {v:+.2f}" for s, v in d["full_net_points_per_seed"].items()) + " |")
+    text = "\n".join(lines) + "\n"
     out.with_suffix(".md").write_text(text)
     print(text)
     try:
@@ -139,14 +200,23 @@ def report(result: dict, out: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    depths = sorted({r["depth"] for r in rows})
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for i, method in enumerate(methods):
-        xs = [d + (i - len(methods) / 2) * 0.3 for d in depths if (method, d) in means]
-        ys = [means[(method, d)] for d in depths if (method, d) in means]
-        ax.plot(xs, ys, "o-", label=method)
-    ax.set_xlabel("depth")
-    ax.set_ylabel("top-1 error on the test set (%)")
-    ax.set_title("Fashion-MNIST: EKD vs hard labels vs individual")
+        shift = (i - (len(methods) - 1) / 2) * 0.25
+        xs, ys, lo, hi = [], [], [], []
+        for d in depths:
+            v = list(_errors(rows, method, d).values())
+            if v:
+                xs.append(d + shift)
+                ys.append(float(np.mean(v)))
+                lo.append(ys[-1] - min(v))
+                hi.append(max(v) - ys[-1])
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", capsize=3, label=method)
+    ax.set_xticks(depths)
+    ax.set_xlabel("depth (cifar_resnet20 family)")
+    ax.set_ylabel(f"top-1 error on the {split} (%)")
+    ax.set_title(f"Fashion-MNIST, mean and range over seeds {seeds}")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -165,13 +235,24 @@ def main() -> None:
     parser.add_argument("--methods", type=lambda s: s.split(","), default=["individual", "ce", "ekd", "ipkd-ta"])
     parser.add_argument("--kl-weight", type=float, default=1.0)
     parser.add_argument("--at-weight", type=float, default=100.0)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--holdout", type=int, default=0,
+                        help="tuning: hold out N training images and evaluate on them, not on the test set "
+                             "(use with its own --work and --results)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--train-limit", type=int, default=None, help="smoke tests only")
     parser.add_argument("--test-limit", type=int, default=None, help="smoke tests only")
-    parser.add_argument("--results", default=str(RESULTS))
-    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "reproduce_runs"))
+    parser.add_argument("--results", default=None, help=f"default {RESULTS.relative_to(ROOT)} "
+                        "(with --holdout N: reproduce_fashion_mnist_holdoutN.json beside it)")
+    parser.add_argument("--work", default=None, help="checkpoint folder (default benchmarks/reproduce_runs, "
+                        "with --holdout N: benchmarks/reproduce_runs/holdoutN)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
+    suffix = f"holdout{args.holdout}" if args.holdout else ""
+    if args.work is None:  # tuning runs never share a folder (or a results file) with the test-set runs
+        args.work = str(ROOT / "benchmarks" / "reproduce_runs" / suffix)
+    if args.results is None:
+        args.results = str(RESULTS.with_name(f"{RESULTS.stem}_{suffix}.json") if suffix else RESULTS)
     if args.report_only:
         collect(args)
     else:

@@ -81,6 +81,15 @@ class ImageDataset:
         index = np.sort(np.random.default_rng(seed).permutation(len(self))[:count])
         return ImageDataset(self.images[index], self.labels[index], self.classes, self.preprocess, self.name)
 
+    def split(self, count: int, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+        """(the rest, ``count`` held-out samples): a fixed random split, the same for every ``seed`` user."""
+        if not 0 < count < len(self):
+            raise DataError(f"cannot hold out {count} of {len(self)} samples; choose 0 < N < {len(self)}")
+        order = np.random.default_rng(seed).permutation(len(self))
+        rest, held = np.sort(order[count:]), np.sort(order[:count])
+        return (ImageDataset(self.images[rest], self.labels[rest], self.classes, self.preprocess, self.name),
+                ImageDataset(self.images[held], self.labels[held], self.classes, self.preprocess, self.name))
+
     def batches(self, batch_size: int, *, limit: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """In-order (float32 input, labels) batches: the one feed for accuracy, calibration and bench."""
         total = len(self) if limit is None else min(limit, len(self))

@@ -43,6 +43,7 @@ def describe(*, arch: str | None = None, ckpt: str | None = None, depths: str | 
         metrics = extra.get("metrics", {}).get(str(config))
         if metrics:
             row["top1"] = metrics.get("top1")
+            row["top1_split"] = metrics.get("split", "test")  # "held-out" for a --holdout (tuning) run
         rows.append(row)
     result = {"arch": spec.name, "input_shape": list(shape), "depths": rows}
     result.update({k: v for k, v in extra.items() if k != "metrics"})

@@ -109,3 +109,32 @@ def test_recalibrated_bn_statistics_are_exact_batch_statistics():
     assert torch.allclose(stats["bn1.running_var"], per_batch, atol=1e-4)
     assert not any(k.startswith("layer1.1.") for k in stats)  # only the depth's own BN layers
     assert model.bn1.momentum == 0.1  # settings restored
+
+
+def test_holdout_evaluates_on_training_images_never_seen_in_training(tmp_path, fashion_mnist_dir, monkeypatch):
+    seen = {}
+    real_load = trainer_module._load_data
+
+    def spy(config):
+        train_set, eval_set = real_load(config)
+        seen["train"], seen["eval"] = train_set, eval_set
+        return train_set, eval_set
+
+    monkeypatch.setattr(trainer_module, "_load_data", spy)
+    messages = []
+    ckpt = train(_config(tmp_path, holdout=5000, train_limit=None, test_limit=None, epochs=0, depths="8"),
+                 log=messages.append)
+    # 55,000 images left to train on, 5,000 held out; no image appears in both (pixels + label as identity)
+    assert len(seen["train"]) == 55000 and len(seen["eval"]) == 5000
+    key = lambda ds: {ds.images[i].tobytes() + bytes([ds.labels[i]]) for i in range(len(ds))}  # noqa: E731
+    held = key(seen["eval"])
+    assert len(held & key(seen["train"].subset(20000, seed=0))) <= 5  # Fashion-MNIST has a few exact duplicates
+    metrics = ckpt.metrics["1-1-1"]
+    assert metrics["split"] == "held-out" and metrics["n"] == 5000
+    assert ckpt.training["settings"]["holdout"] == 5000
+    # the split is fixed: another seed holds out exactly the same images
+    train(_config(tmp_path, "other.pt", holdout=5000, train_limit=None, test_limit=None, epochs=0, depths="8",
+                  seed=9), log=lambda m: None)
+    assert key(seen["eval"]) == held
+    with pytest.raises(UsageError, match="--holdout"):
+        train(_config(tmp_path, "bad.pt", holdout=10**6))

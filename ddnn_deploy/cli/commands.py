@@ -58,6 +58,9 @@ def _echo_json(payload: object) -> None:
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @click.option("--train-limit", type=int, default=None, help="Train on a random subset of this many images.")
 @click.option("--test-limit", type=int, default=None, help="Evaluate on a random subset of this many images.")
+@click.option("--holdout", type=int, default=0, show_default=True,
+              help="Hold out N training images (a fixed split) and evaluate on them instead of the test set: "
+                   "tune hyper-parameters this way, never on the test set.")
 @click.option("--recal-samples", type=int, default=10000, show_default=True,
               help="Training images used to recalibrate each depth's BN statistics.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -134,7 +137,8 @@ def info(arch, ckpt, depths, input_size, in_channels, num_classes, width, as_jso
         _echo_json(result)
         return
     has_top1 = any("top1" in r for r in result["depths"])
-    columns = ["depth", "blocks", "params", "MACs"] + (["top-1 %"] if has_top1 else [])
+    split = next((r["top1_split"] for r in result["depths"] if r.get("top1_split")), "test")
+    columns = ["depth", "blocks", "params", "MACs"] + ([f"top-1 % ({split})"] if has_top1 else [])
     rows = [[r["depth"], "-".join(map(str, r["blocks"])), _fmt_count(r["params"]), _fmt_count(r["macs"])]
             + ([f"{r['top1']:.2f}" if r.get("top1") is not None else "-"] if has_top1 else [])
             for r in result["depths"]]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..data import ImageDataset, load_dataset
-from ..errors import CheckpointError, UsageError
+from ..errors import CheckpointError, DataError, UsageError
 from ..evaluation import evaluate
 from ..models import build_model, count_macs, recalibrate_bn
 from ..spec import arch_spec, parse_depths
@@ -58,6 +58,9 @@ class TrainConfig:
     threads: int | None = None
     train_limit: int | None = None  # use a subset (tests, quick runs)
     test_limit: int | None = None
+    # > 0: hold out this many training images (a fixed split, independent of --seed) and evaluate on them
+    # instead of the test set, so hyper-parameters can be tuned without looking at the test set
+    holdout: int = 0
     recal_samples: int = 10000
     channels_last: bool = True
     progress: bool = True
@@ -195,9 +198,19 @@ def _check_output(out: Path) -> None:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}; choose another --out") from None
 
 
+HOLDOUT_SEED = 20261125  # one split for every run, whatever its --seed
+
+
 def _load_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
+    """(training set, evaluation set): the test split, or with ``holdout`` images held out of training."""
     train_set = load_dataset(config.dataset, "train", config.data_dir)
-    test_set = load_dataset(config.dataset, "test", config.data_dir)
+    if config.holdout:
+        try:
+            train_set, test_set = train_set.split(config.holdout, seed=HOLDOUT_SEED)
+        except DataError as exc:
+            raise UsageError(f"--holdout: {exc}") from None
+    else:
+        test_set = load_dataset(config.dataset, "test", config.data_dir)
     return train_set.subset(config.train_limit, seed=1), test_set.subset(config.test_limit, seed=2)
 
 
@@ -271,6 +284,7 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
         history = list(prev.training.get("history", []))
         log(f"resuming {out} at epoch {start_epoch + 1}/{config.epochs}")
 
+    split_name = "held-out" if config.holdout else "test"
     normalize = Normalizer(train_set, device)
     pad, flip = _augment_settings(config.dataset, h)
     settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "extra", "resume")}
@@ -333,7 +347,7 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
                              for d, s in ((d, sums[str(d)]) for d in task.depths)},
                    "test_top1": {k: v["top1"] for k, v in test.items()}}
             history.append(row)
-            log(f"epoch {epoch + 1}/{config.epochs} ({row['seconds']:.0f}s) test top-1: " + ", ".join(
+            log(f"epoch {epoch + 1}/{config.epochs} ({row['seconds']:.0f}s) {split_name} top-1: " + ", ".join(
                 f"d{spec.depth_of(d)} {test[str(d)]['top1']:.2f}%" for d in depths))
             resume_state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "elapsed_s": elapsed}
@@ -357,7 +371,7 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
         for d in depths:
             key = str(d)
             final_metrics[key] = {"top1": own[key]["top1"], "top5": own[key]["top5"], "n": own[key]["n"],
-                                  "top1_shared_bn": shared[key]["top1"],
+                                  "top1_shared_bn": shared[key]["top1"], "split": split_name,
                                   "params": model.count_params(d), "macs": count_macs(model, d, (c, h, w))}
             log(f"depth {spec.depth_of(d)} ({d}): top-1 {own[key]['top1']:.2f}% with its own BN statistics, "
                 f"{shared[key]['top1']:.2f}% with the shared ones")
