@@ -141,6 +141,25 @@ def test_tampered_artifacts_are_refused(artifacts, tmp_path):
         load_manifest(copy)
 
 
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "is not valid JSON"),
+    ('["a list"]', "format 'list'"),
+    ('{"format": "something-else", "version": 1}', "format 'something-else'"),
+    ('{"format": "%s", "version": 99}', "version 99; this tool reads version 1"),
+])
+def test_foreign_or_future_json_files_are_refused_in_one_line(tmp_path, content, message):
+    from ddnn_deploy.bench.artifacts import MANIFEST_FORMAT
+    from ddnn_deploy.bench.results import FORMAT, ResultsError, load_results
+
+    (tmp_path / "manifest.json").write_text(content.replace("%s", MANIFEST_FORMAT))
+    with pytest.raises(ArtifactsError, match=message) as caught:
+        load_manifest(tmp_path)
+    assert "\n" not in str(caught.value) and "re-export" in str(caught.value)
+    (tmp_path / "results.json").write_text(content.replace("%s", FORMAT))
+    with pytest.raises(ResultsError, match=message):
+        load_results(tmp_path / "results.json")
+
+
 def test_a_crashing_worker_records_a_failed_row_and_the_sweep_goes_on(artifacts, profiles, tmp_path):
     import shutil
 

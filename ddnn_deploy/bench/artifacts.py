@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ..atomic import sha256_file
+from ..atomic import read_versioned_json, sha256_file
 from ..errors import DDNNError, UsageError
 
 MANIFEST_FORMAT = "ddnn-deploy.export"
@@ -31,14 +30,9 @@ def load_manifest(folder: str | Path, *, verify: bool = True) -> dict[str, Any]:
     path = root / "manifest.json"
     if not path.is_file():
         raise ArtifactsError(f"{root} has no manifest.json; create it with `ddnn-deploy export --out {root}`")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactsError(f"{path} is not valid JSON ({exc}); re-export") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ArtifactsError(f"{path} is not a ddnn-deploy export manifest (format {manifest.get('format')!r})")
-    if manifest.get("version") != 1:
-        raise ArtifactsError(f"{path} has manifest version {manifest.get('version')!r}; this tool reads version 1")
+    manifest = read_versioned_json(path, fmt=MANIFEST_FORMAT, version=1, what="ddnn-deploy export manifest",
+                                   fix=f"re-export with `ddnn-deploy export --out {root} --force`",
+                                   error=ArtifactsError)
     for artifact in manifest.get("artifacts", []):
         files = [(artifact["path"], artifact["sha256"])]
         if isinstance(artifact.get("data"), dict):

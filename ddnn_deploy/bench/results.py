@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_text_atomic
+from ..atomic import read_versioned_json, write_text_atomic
 from ..errors import DDNNError, UsageError
 
 FORMAT = "ddnn-deploy.bench"
@@ -64,15 +64,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"results file {path} does not exist; run `ddnn-deploy bench` first")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise ResultsError(f"{path} is not a ddnn-deploy bench results file (format {found!r})")
-    if data.get("version") != VERSION:
-        raise ResultsError(f"{path} has results version {data.get('version')!r}; this tool reads {VERSION}")
+    data = read_versioned_json(path, fmt=FORMAT, version=VERSION, what="ddnn-deploy bench results file",
+                               fix="run `ddnn-deploy bench` again to write it", error=ResultsError)
     if not isinstance(data.get("rows"), list):
         raise ResultsError(f"{path} has no rows")
     return data
