@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _common import save_result  # benchmarks/ is on sys.path when a script here runs
+
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_GFLOPS_PER_CORE = 269.0  # FACTS.md: Zen 5 at 4.0-4.26 GHz, 64 FLOP/cycle/core
 
@@ -74,8 +76,7 @@ def main(name: str) -> None:
         for row in results["rows"]:
             row["macs"] = macs[row["depth"]]
         annotate(results, cores)
-        out = ROOT / "benchmarks" / "results" / f"bench-{name}.json"
-        out.write_text(json.dumps(results, indent=1) + "\n")
+        out = save_result(f"bench-{name}", results, indent=1)
         shutil.copy(work / "results.csv", out.with_suffix(".csv"))
         plot_results(results, out.with_suffix(".png"))
         for row in results["rows"]:
@@ -84,7 +85,6 @@ def main(name: str) -> None:
                   f"p90 {lat.get('p90', float('nan')):.3f} ms, top-1 {acc.get('top1')}, "
                   f"{row.get('achieved_gflops', 0):.0f} GFLOP/s ({100 * row.get('fraction_of_fp32_peak', 0):.0f}% "
                   f"of FACTS.md's peak, {100 * row.get('fraction_of_measured_sgemm', 0):.0f}% of this host's sgemm)")
-        print(f"wrote {out}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

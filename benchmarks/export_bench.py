@@ -11,7 +11,6 @@ measured in one run are compared). Results go to benchmarks/results/export-NAME.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import save_result  # benchmarks/ is on sys.path when a script here runs
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,9 +150,8 @@ def main() -> None:
             "simplified": {str(a["depth"]): a["simplified"] for a in manifest["artifacts"] if a["kind"] == "depth"},
             "rows": rows, "date": time.strftime("%Y-%m-%d"),
         }
-        out = ROOT / "benchmarks" / "results" / f"export-{args.name}.json"
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"export wall time {export_seconds:.1f} s; wrote {out}")
+        print(f"export wall time {export_seconds:.1f} s")
+        save_result(f"export-{args.name}", result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

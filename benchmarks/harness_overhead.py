@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import save_result  # benchmarks/ is on sys.path when a script here runs
 
 from ddnn_deploy.bench.timing import TimingSettings, measure
 from ddnn_deploy.runners import OrtRunner
@@ -50,9 +51,8 @@ def main() -> None:
     result = {"benchmark": "harness-overhead", "onnx": Path(args.onnx).name, "threads": args.threads,
               "rounds": args.rounds, "iters_per_round": args.iters, "harness_p50_ms": h, "minimal_p50_ms": m,
               "ratio": h / m, "goal": "<= 1.03", "date": time.strftime("%Y-%m-%d")}
-    out = ROOT / "benchmarks" / "results" / "harness-overhead.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    save_result("harness-overhead", result)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ floor comes from FACTS.md: about 4x the FP32 peak (VNNI), i.e. ~1,076 GOPS per c
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import save_result  # benchmarks/ is on sys.path when a script here runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -73,9 +73,7 @@ def main(name: str, depths: str | None = None) -> None:
                   "peak_fp32_gflops": PEAK_FP32_GFLOPS_PER_CORE * threads,
                   "int8_floor_gops": 4 * PEAK_FP32_GFLOPS_PER_CORE * threads,
                   "rows": rows, "date": time.strftime("%Y-%m-%d")}
-        out = ROOT / "benchmarks" / "results" / f"int8-{name}.json"
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {out}")
+        save_result(f"int8-{name}", result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

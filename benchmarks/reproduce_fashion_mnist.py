@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -181,7 +180,7 @@ def report(result: dict, out: Path) -> None:
     lines += table(rows, methods, "top1_shared_bn")
     summary = result.get("summary") or {}
     if summary.get("ekd_vs"):
-        lines += ["", f"EKD against each method (other's error minus EKD's, points; positive = EKD better):", "",
+        lines += ["", "EKD against each method (other's error minus EKD's, points; positive = EKD better):", "",
                   f"| method | sub-nets {summary['sub_depths']}, mean over depths | per seed | "
                   f"full-net ({summary['full_depth']}) | per seed |", "|---|---|---|---|---|"]
         fmt = lambda v: "-" if v is None else f"{v:+.2f}"  # noqa: E731

@@ -37,3 +37,13 @@ def tiny_ckpt(tmp_path_factory, fashion_mnist_dir) -> Path:
     train(TrainConfig(arch="cifar_resnet20", depths="8,14", width=8, epochs=1, batch_size=64, train_limit=512,
                       test_limit=256, recal_samples=256, out=str(out), progress=False), log=lambda m: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tiny_ckpt, tmp_path_factory) -> Path:
+    """tiny_ckpt exported: every depth + the selector, not simplified. Shared: copy it before changing it."""
+    from ddnn_deploy.export import export
+
+    out = tmp_path_factory.mktemp("export") / "artifacts"
+    export(tiny_ckpt, out, selector=True, simplify=False)
+    return out

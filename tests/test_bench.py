@@ -17,7 +17,6 @@ from ddnn_deploy.cli import commands  # noqa: F401
 from ddnn_deploy.cli.main import cli
 from ddnn_deploy.errors import MissingDependencyError, UsageError
 from ddnn_deploy.evaluation import evaluate_checkpoint
-from ddnn_deploy.export import export
 
 QUICK = """
 [profiles.quick]
@@ -32,10 +31,8 @@ min_seconds = 0.0
 
 
 @pytest.fixture(scope="module")
-def artifacts(tiny_ckpt, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "artifacts"
-    export(tiny_ckpt, out, selector=True, simplify=False)
-    return out
+def artifacts(tiny_artifacts):
+    return tiny_artifacts  # bench only reads it; the tests that change files work on a copy
 
 
 @pytest.fixture()

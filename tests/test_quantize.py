@@ -11,23 +11,15 @@ from onnx import numpy_helper
 from ddnn_deploy.bench.artifacts import ArtifactsError, load_manifest
 from ddnn_deploy.data import PREPROCESS
 from ddnn_deploy.errors import DataError, UsageError
-from ddnn_deploy.export import export
 from ddnn_deploy.quantize import QuantConfig, calibrate
 from ddnn_deploy.quantize.calibrate import AccuracyDropError
 from ddnn_deploy.quantize.reader import FeedReader
 
 
-@pytest.fixture(scope="module")
-def fp32_artifacts(tiny_ckpt, tmp_path_factory):
-    out = tmp_path_factory.mktemp("q") / "artifacts"
-    export(tiny_ckpt, out, simplify=False, selector=True)
-    return out
-
-
 @pytest.fixture()
-def artifacts(fp32_artifacts, tmp_path):
-    copy = tmp_path / "artifacts"
-    shutil.copytree(fp32_artifacts, copy)
+def artifacts(tiny_artifacts, tmp_path):
+    copy = tmp_path / "artifacts"  # calibrate rewrites the manifest: each test gets its own copy
+    shutil.copytree(tiny_artifacts, copy)
     return copy
 
 
