@@ -21,7 +21,6 @@ import numpy as np
 from _common import save_result  # benchmarks/ is on sys.path when a script here runs
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 PEAK_FP32_GFLOPS_PER_CORE = 269.0
 
 

@@ -26,9 +26,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import RESULTS as RESULTS_DIR  # benchmarks/ is on sys.path when a script here runs
+from _common import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "reproduce_fashion_mnist.json"
+from ddnn_deploy.atomic import write_text_atomic
+
+RESULTS = RESULTS_DIR / "reproduce_fashion_mnist.json"
 
 
 def _finished(path: Path) -> bool:
@@ -109,8 +112,7 @@ def collect(args: argparse.Namespace) -> dict:
               "rows": rows, "updated": time.strftime("%Y-%m-%d %H:%M")}
     result["summary"] = summarize(rows, args.methods)
     out = Path(args.results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     report(result, out)
     return result
 
@@ -190,7 +192,7 @@ def report(result: dict, out: Path) -> None:
                          + f" | {fmt(d['full_net_points'])} | "
                          + ", ".join(f"s{s}: {v:+.2f}" for s, v in d["full_net_points_per_seed"].items()) + " |")
     text = "\n".join(lines) + "\n"
-    out.with_suffix(".md").write_text(text)
+    write_text_atomic(out.with_suffix(".md"), text)
     print(text)
     try:
         import matplotlib

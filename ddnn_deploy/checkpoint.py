@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .atomic import atomic_path, sha256_file  # noqa: F401  (sha256_file re-exported)
+from .atomic import atomic_path
 from .errors import CheckpointError
 from .spec import ArchSpec, DepthConfig, arch_spec
 

@@ -9,7 +9,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from ddnn_deploy.checkpoint import load_checkpoint, sha256_file
+from ddnn_deploy.atomic import sha256_file
+from ddnn_deploy.checkpoint import load_checkpoint
 from ddnn_deploy.errors import CheckpointError, UsageError
 from ddnn_deploy.export import api, export
 from ddnn_deploy.export.simplify import simplify_in_child

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..atomic import make_readable
-from ..checkpoint import Checkpoint, load_checkpoint, sha256_file
+from ..atomic import make_readable, sha256_file
+from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import DataError, DDNNError, UsageError
 from ..models import count_macs
 from ..spec import DepthConfig, parse_depths
