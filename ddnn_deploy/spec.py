@@ -7,8 +7,9 @@ The slicing rule lives here and nowhere else: stage ``i`` runs its first ``block
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Union
 
 from .errors import UsageError
 
@@ -148,18 +149,35 @@ def resolve_depth(spec: ArchSpec, token: str | int | DepthConfig | Iterable[int]
     return config
 
 
-def parse_depths(spec: ArchSpec, text: str | None,
-                 table: Mapping[int, DepthConfig] | None = None) -> list[DepthConfig]:
-    """Parse ``"38,44,50"`` or ``"3-4-4-3,3-3-3-3"``; ``None``/empty means every depth in the table.
+DepthLike = Union[int, str, DepthConfig]
+DepthsLike = Union[str, int, DepthConfig, Sequence[DepthLike], None]
 
-    The result is deduplicated and sorted from shallowest to deepest.
+
+def parse_depths(spec: ArchSpec, depths: DepthsLike,
+                 table: Mapping[int, DepthConfig] | None = None) -> list[DepthConfig]:
+    """The depths a caller asked for, as DepthConfigs: ``None`` (or ``""``) means every depth in the table.
+
+    Accepts ``"38,44,50"``, ``"3-4-4-3,3-3-3-3"``, one depth (``44``, ``"3-4-4-3"``, a ``DepthConfig``) or a
+    sequence of them (``[38, "3-4-4-3", DepthConfig((3, 4, 6, 3))]``; a sequence of ints is a list of depth
+    NUMBERS, blocks per stage are a ``DepthConfig`` or a ``"3-4-4-3"`` string). The result is deduplicated
+    and sorted from shallowest to deepest; anything else is a one-line ``UsageError``.
     """
-    if text is None or not str(text).strip():
+    if depths is None or (isinstance(depths, str) and not depths.strip()):
         configs = list((spec.table() if table is None else table).values())
     else:
-        configs = [resolve_depth(spec, tok, table) for tok in str(text).split(",") if tok.strip()]
-        if not configs:
-            raise UsageError(f"no depth given in {text!r}")
+        if isinstance(depths, str):
+            tokens: list[DepthLike] = [tok for tok in depths.split(",") if tok.strip()]
+        elif isinstance(depths, (int, DepthConfig)) and not isinstance(depths, bool):
+            tokens = [depths]
+        elif isinstance(depths, Sequence) and all(
+                isinstance(t, (int, str, DepthConfig)) and not isinstance(t, bool) for t in depths):
+            tokens = list(depths)
+        else:
+            raise UsageError(f"depths must be a string like '8,14,20', a depth number, a DepthConfig or a list of "
+                             f"them, not {type(depths).__name__} {depths!r}")
+        if not tokens:
+            raise UsageError(f"no depth given in {depths!r}")
+        configs = [resolve_depth(spec, tok, table) for tok in tokens]
     unique = {c.blocks: c for c in configs}
     by_number: dict[int, DepthConfig] = {}
     for config in unique.values():
