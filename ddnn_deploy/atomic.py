@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 
 def _umask() -> int:
@@ -52,18 +50,3 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def read_versioned_json(path: Path, *, fmt: str, version: int, what: str, fix: str,
-                        error: type[Exception]) -> dict[str, Any]:
-    """A JSON object whose ``format`` and ``version`` are ours; anything else raises ``error`` (one line)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise error(f"{path} is not valid JSON ({exc}); {fix}") from None
-    if not isinstance(data, dict) or data.get("format") != fmt:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise error(f"{path} is not a {what} (format {found!r}); {fix}")
-    if data.get("version") != version:
-        raise error(f"{path} has {what} version {data.get('version')!r}; this tool reads version {version}; {fix}")
-    return data

@@ -20,17 +20,22 @@ is refused. Schema (``format`` = ``ddnn-deploy.checkpoint``, ``version`` = 1)::
 
 from __future__ import annotations
 
+import hashlib
+import io
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import __version__
 from .atomic import atomic_path
-from .errors import CheckpointError
-from .spec import ArchSpec, DepthConfig, arch_spec
+from .errors import CheckpointError, UsageError, optional_import
+from .spec import ArchSpec, DepthConfig, DepthLike, arch_spec, resolve_depth
+
+if TYPE_CHECKING:
+    from .models import DepthNet
 
 FORMAT = "ddnn-deploy.checkpoint"
 VERSION = 1
@@ -59,20 +64,28 @@ class Checkpoint:
         """This checkpoint's depth table: depth number -> config."""
         return {self.spec.depth_of(c): c for c in self.depths}
 
-    def build(self, depth: DepthConfig | None = None):
-        """The torch model with the shared weights, and ``depth``'s own BN statistics if stored."""
-        from .models import apply_bn_stats, build_model
+    def build(self, depth: DepthLike | None = None) -> DepthNet:
+        """The torch model (eval mode) with the shared weights and every stored depth's BN statistics.
 
+        ``model(x, depth)`` then runs any depth of the table with its own statistics. ``depth`` (a number,
+        ``"3-4-4-3"`` or a DepthConfig of this checkpoint's table) becomes the model's default depth:
+        ``model(x)`` runs it. A depth the table lacks is a UsageError that lists the valid ones.
+        """
+        from .models import build_model
+
+        default = None if depth is None else resolve_depth(self.spec, depth, self.table())
         model = build_model(self.arch, **self.model)
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"checkpoint weights do not fit {self.arch}: {first}") from None
-        if depth is not None and str(depth) in self.bn_stats:
-            apply_bn_stats(model, self.bn_stats[str(depth)])
-        model.eval()
-        return model
+        try:
+            model.set_depth_bn_stats(self.bn_stats)
+        except UsageError as exc:
+            raise CheckpointError(f"checkpoint BN statistics do not fit {self.arch}: {exc}") from None
+        model.default_depth = default
+        return model.eval()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +125,19 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
+
+
+def content_sha256(ckpt: Checkpoint) -> str:
+    """sha256 of the checkpoint's serialized content (``torch.save`` of ``to_dict()`` into memory).
+
+    It identifies a checkpoint that has no file (the same content gives the same digest); it is not
+    the sha256 of a file ``save_checkpoint`` writes, whose bytes also carry the file's name.
+    """
+    payload = ckpt.to_dict()
+    _check_plain(payload)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
 def _safe_torch_load(path: Path) -> Any:
@@ -162,11 +188,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist")
     if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise CheckpointError("reading .safetensors needs: pip install safetensors") from None
-        return load_file(str(path))
+        return optional_import("safetensors.torch", "reading .safetensors weights").load_file(str(path))
     raw = _safe_torch_load(path)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(raw, dict) and isinstance(raw.get(key), dict):

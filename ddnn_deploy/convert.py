@@ -2,65 +2,90 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-import torch
+from .errors import CheckpointError, UsageError, optional_import
+from .spec import ArchSpec, DepthsLike, arch_spec, parse_depths
 
-from .checkpoint import Checkpoint, load_state_dict_file, save_checkpoint
-from .data import PREPROCESS
-from .describe import DEFAULT_INPUT
-from .errors import CheckpointError
-from .spec import arch_spec, parse_depths
-
-IMAGENET_MEAN_STD = PREPROCESS["imagefolder"]
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
 
 
-def convert_weights(*, arch: str, out: str | Path, weights: str | Path | None = None, depths: str | None = None,
-                    num_classes: int | None = None, in_channels: int | None = None,
+def convert_weights(*, arch: str, out: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None,
+                    depths: DepthsLike = None, num_classes: int | None = None, in_channels: int | None = None,
                     input_size: int | None = None, width: int | None = None, seed: int = 0) -> Checkpoint:
     """A DDNN checkpoint from ``weights`` (torchvision/timm names) or from a seeded random init.
 
-    The sub-nets share the full-net's BN statistics until they are recalibrated (``train`` does this).
+    ``depths`` (``"38,44,50"``, a depth or a list of depths; ``None``: the architecture's table) is the
+    checkpoint's depth table. ``num_classes`` and ``in_channels`` default to what the weights hold, then
+    to the architecture's spec, as do ``input_size`` and ``width``. The sub-nets share the full-net's BN
+    statistics until they are recalibrated (``train`` does this).
     """
-    from .models import build_model
-
+    for name, value in (("out", out), ("weights", weights)):
+        if not isinstance(value, (str, os.PathLike)) and not (name == "weights" and value is None):
+            raise UsageError(f"{name} must be a file path, not {type(value).__name__} {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UsageError(f"seed must be an integer, not {type(seed).__name__} {seed!r}")
     spec = arch_spec(arch)
     depth_list = parse_depths(spec, depths)
-    state = load_state_dict_file(weights) if weights else None
-    default_channels, default_size = DEFAULT_INPUT[spec.family]
+    torch = optional_import("torch", "convert (building the model)")
+    from .checkpoint import Checkpoint, load_state_dict_file, save_checkpoint
+    from .models import build_model
+
+    state = load_state_dict_file(weights) if weights is not None else None
     if state is not None:
-        heads = [k for k in state if k == "fc.weight" or (k.startswith("classifier") and k.endswith("weight"))]
-        if num_classes is None and heads:
-            num_classes = int(state[heads[-1]].shape[0])  # the last linear layer's outputs
-        stem = state.get("conv1.weight")
-        if in_channels is None and stem is not None:
-            in_channels = int(stem.shape[1])
-    model_kwargs = {"num_classes": num_classes or (10 if spec.family == "cifar_resnet" else 1000),
-                    "in_channels": in_channels or default_channels, "input_size": input_size or default_size,
-                    "width": width}
+        num_classes, in_channels = _shape_from_weights(state, num_classes, in_channels)
+    model_kwargs = spec.model_kwargs(num_classes=num_classes, in_channels=in_channels, input_size=input_size,
+                                     width=width)
     torch.manual_seed(seed)
-    model = build_model(arch, **model_kwargs)
+    model = build_model(spec.name, **model_kwargs)
     if state is not None:
-        try:
-            result = model.load_state_dict(state, strict=False)
-        except RuntimeError as exc:
-            detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
-                          str(exc).strip().splitlines()[0])
-            raise CheckpointError(f"{weights} does not match {arch}: {detail[:200]}; check --num-classes, "
-                                  "--in-channels and --width") from None
-        missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-        if missing or result.unexpected_keys:
-            raise CheckpointError(
-                f"{weights} does not match {arch}: {len(missing)} missing keys (e.g. {missing[:2]}), "
-                f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:2]}); "
-                "check --arch, --num-classes and --width")
-    c, size = model_kwargs["in_channels"], model_kwargs["input_size"]
-    preprocess = IMAGENET_MEAN_STD if c == 3 else PREPROCESS["fashion-mnist"]
+        _load_weights(model, state, f"{weights} does not match {spec.name}")
+    channels, size = model_kwargs["in_channels"], model_kwargs["input_size"]
     ckpt = Checkpoint(
-        arch=arch, model=model_kwargs, depths=depth_list,
+        arch=spec.name, model=model_kwargs, depths=depth_list,
         state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
-        preprocess=preprocess.to_dict(), input_shape=[c, size, size], dataset=None,
+        preprocess=_default_preprocess(spec, channels), input_shape=[channels, size, size], dataset=None,
         class_names=[str(i) for i in range(model_kwargs["num_classes"])],
-        training={"source": str(weights) if weights else f"random init (seed {seed})"})
+        training={"source": str(weights) if weights is not None else f"random init (seed {seed})"})
     save_checkpoint(ckpt, out)
     return ckpt
+
+
+def _shape_from_weights(state: Mapping[str, Any], num_classes: int | None,
+                        in_channels: int | None) -> tuple[int | None, int | None]:
+    """(classes, input channels) read from the last linear layer and the stem, unless given."""
+    heads = [k for k in state if k == "fc.weight" or (k.startswith("classifier") and k.endswith("weight"))]
+    if num_classes is None and heads:
+        num_classes = int(state[heads[-1]].shape[0])  # the last linear layer's outputs
+    stem = state.get("conv1.weight")
+    if in_channels is None and stem is not None:
+        in_channels = int(stem.shape[1])
+    return num_classes, in_channels
+
+
+def _load_weights(model: Any, state: Mapping[str, Any], mismatch: str) -> None:
+    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is a CheckpointError."""
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
+                      str(exc).strip().splitlines()[0])
+        raise CheckpointError(f"{mismatch}: {detail[:200]}; check --num-classes, --in-channels and --width") from None
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(
+            f"{mismatch}: {len(missing)} missing keys (e.g. {missing[:2]}), "
+            f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:2]}); "
+            "check --arch, --num-classes and --width")
+
+
+def _default_preprocess(spec: ArchSpec, channels: int) -> dict[str, Any]:
+    """The spec's preprocessing; for another channel count, Fashion-MNIST's (the one grayscale dataset)."""
+    if channels == spec.default_input[0]:
+        return spec.preprocess.to_dict()
+    from .data import PREPROCESS
+
+    return PREPROCESS["fashion-mnist"].to_dict()

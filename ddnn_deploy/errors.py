@@ -60,6 +60,10 @@ class ProfileError(UsageError):
     """A device profile (built-in name or TOML table) that is unknown or malformed."""
 
 
+class EngineMismatchError(FileFormatError):
+    """A cached TensorRT engine that was not built here, for this TensorRT, GPU, precision and ONNX."""
+
+
 class DataError(DDNNError):
     """A dataset folder that is missing or holds the wrong files."""
 

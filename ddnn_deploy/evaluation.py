@@ -1,15 +1,15 @@
-"""Accuracy of every depth of a torch DepthNet on a numpy dataset (top-1/top-5, per-depth BN)."""
+"""Accuracy of every depth of a torch DepthNet on a numpy dataset (top-1/top-5, each depth's own BN)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .data import ImageDataset
-from .models import DepthNet, apply_bn_stats
-from .spec import DepthConfig
+from .models import DepthNet
+from .spec import DepthConfig, DepthsLike
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
@@ -19,21 +19,22 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: DepthNet, dataset: ImageDataset, depths: list[DepthConfig], *,
-             bn_stats: Mapping[str, Mapping[str, torch.Tensor]] | None = None, batch_size: int = 500,
-             device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:
-    """``{"2-2-2": {"top1": %, "top5": %, "n": count}}``; a depth's own BN stats are used when given."""
+def evaluate(model: DepthNet, dataset: ImageDataset, depths: list[DepthConfig], *, shared_bn: bool = False,
+             batch_size: int = 500, device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:
+    """``{"2-2-2": {"top1": %, "top5": %, "n": count}}`` in eval mode.
+
+    Each depth runs with the BN statistics the model holds for it (``DepthNet.set_depth_bn_stats``;
+    a depth without them uses the shared ones, with a warning); ``shared_bn=True`` runs every depth
+    with the shared statistics.
+    """
     was_training = model.training
     model.eval()
     results: dict[str, dict[str, float]] = {}
-    shared = {k: v.clone() for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1].startswith("running_")}
     try:
         for config in depths:
-            # a depth without its own statistics uses the shared ones, never the previous depth's
-            apply_bn_stats(model, (bn_stats or {}).get(str(config), shared))
             top1 = top5 = seen = 0
             for inputs, labels in dataset.batches(batch_size):
-                logits = model(torch.from_numpy(inputs).to(device), config).float().cpu()
+                logits = model(torch.from_numpy(inputs).to(device), config, shared_bn=shared_bn).float().cpu()
                 target = torch.from_numpy(np.asarray(labels))
                 top1 += topk_correct(logits, target, 1)
                 top5 += topk_correct(logits, target, 5)
@@ -41,13 +42,12 @@ def evaluate(model: DepthNet, dataset: ImageDataset, depths: list[DepthConfig], 
             results[str(config)] = {"top1": 100.0 * top1 / max(seen, 1), "top5": 100.0 * top5 / max(seen, 1),
                                     "n": seen}
     finally:
-        apply_bn_stats(model, shared)
         model.train(was_training)
     return results
 
 
-def evaluate_checkpoint(ckpt: str, *, dataset: str | None = None, data_dir: str | None = None,
-                        depths: str | None = None, limit: int | None = None, batch_size: int = 500,
+def evaluate_checkpoint(ckpt: str | Path, *, dataset: str | None = None, data_dir: str | None = None,
+                        depths: DepthsLike = None, limit: int | None = None, batch_size: int = 500,
                         device: str = "cpu") -> dict:
     """``{"depths": [{"depth", "blocks", "top1", "top5", "n"}]}`` on the test split, each depth with
     its own BN statistics (``bn_stats`` says whether the checkpoint had them)."""
@@ -66,8 +66,7 @@ def evaluate_checkpoint(ckpt: str, *, dataset: str | None = None, data_dir: str 
                          f"{checkpoint.input_shape}; pick the dataset the checkpoint was trained on")
     configs = parse_depths(checkpoint.spec, depths, checkpoint.table())
     model = checkpoint.build().to(device)
-    scores = evaluate(model, test_set, configs, bn_stats=checkpoint.bn_stats, batch_size=batch_size,
-                      device=device)
+    scores = evaluate(model, test_set, configs, batch_size=batch_size, device=device)
     rows = [{"depth": checkpoint.spec.depth_of(c), "blocks": list(c.blocks), "top1": scores[str(c)]["top1"],
              "top5": scores[str(c)]["top5"], "n": scores[str(c)]["n"], "bn_stats": str(c) in checkpoint.bn_stats}
             for c in configs]

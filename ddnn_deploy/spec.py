@@ -1,6 +1,6 @@
-"""Depth configurations: DepthConfig, each architecture's depth table, and depth-list parsing.
+"""The architecture registry (ArchSpec: depth table, input shape, classes, preprocessing) and depth parsing.
 
-Pure Python (no torch): the runtime half of the tool (bench, pick) resolves depths too.
+Pure Python (no torch, no numpy): the runtime half of the tool (bench, pick) resolves depths too.
 The slicing rule lives here and nowhere else: stage ``i`` runs its first ``blocks[i]`` blocks.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Union
+from numbers import Integral
+from typing import Any, NamedTuple
 
 from .errors import UsageError
 
@@ -38,9 +39,35 @@ class DepthConfig:
         return "-".join(str(b) for b in self.blocks)
 
 
+class Normalization(NamedTuple):
+    """An architecture's default input normalisation: the model sees ``(pixels * scale - mean) / std``.
+
+    Pure Python, so the spec needs neither numpy nor ``ddnn_deploy.data``; ``to_dict()`` is the
+    checkpoint's ``preprocess`` entry, which ``data.Preprocess.from_dict`` reads.
+    """
+
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    layout: str = "NCHW"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "mean": list(self.mean), "std": list(self.std), "layout": self.layout}
+
+
+IMAGENET_NORMALIZATION = Normalization(1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CIFAR10_NORMALIZATION = Normalization(1 / 255, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+
+
 @dataclass(frozen=True)
 class ArchSpec:
-    """What the rest of the tool needs to know about an architecture without building it."""
+    """Everything the tool knows about an architecture without building it (timm's default config).
+
+    The depth table (``full``, ``named``), how a config's depth number is counted, and the defaults a
+    model of this architecture is built and fed with: ``default_input`` (C, H, W), ``default_classes``
+    and ``preprocess``. Adding an architecture means adding one ``ArchSpec`` to the registry below
+    (plus a model class in ``ddnn_deploy.models`` only for a new ``family``).
+    """
 
     name: str
     family: str  # "resnet", "cifar_resnet" or "vgg"
@@ -48,6 +75,19 @@ class ArchSpec:
     layers_per_block: int  # weighted layers in one block (2 basic, 3 bottleneck, 1 VGG conv)
     extra_layers: int  # weighted layers outside the blocks (stem conv + classifier)
     named: Mapping[int, DepthConfig] = field(default_factory=dict)
+    default_input: tuple[int, int, int] = field(default=(3, 224, 224), kw_only=True)
+    default_classes: int = field(default=1000, kw_only=True)
+    preprocess: Normalization = field(default=IMAGENET_NORMALIZATION, kw_only=True)
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.default_input)
+        if len(shape) != 3 or any(int(d) < 1 for d in shape) or shape[1] != shape[2]:
+            raise ValueError(f"{self.name}: default_input must be (C, H, W) with H == W, not {shape}")
+        if self.default_classes < 1:
+            raise ValueError(f"{self.name}: default_classes must be at least 1")
+        if not len(self.preprocess.mean) == len(self.preprocess.std) == shape[0]:
+            raise ValueError(f"{self.name}: preprocess mean/std need one value per input channel ({shape[0]})")
+        object.__setattr__(self, "default_input", tuple(int(d) for d in shape))
 
     def depth_of(self, config: DepthConfig) -> int:
         """Conventional depth number of a config: weighted layers on the longest path."""
@@ -66,34 +106,54 @@ class ArchSpec:
     def valid_depths_text(self) -> str:
         return ", ".join(f"{d} ({c})" for d, c in self.table().items())
 
+    def model_kwargs(self, *, num_classes: int | None = None, in_channels: int | None = None,
+                     input_size: int | None = None, width: int | None = None) -> dict[str, Any]:
+        """``build_model`` keyword arguments: each ``None`` becomes this architecture's default."""
+        given = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size, "width": width}
+        for name, value in given.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 1):
+                raise UsageError(f"{name} must be a positive integer, not {value!r}")
+        channels, size, _ = self.default_input
+        defaults = {"num_classes": self.default_classes, "in_channels": channels, "input_size": size, "width": None}
+        return {name: defaults[name] if value is None else int(value) for name, value in given.items()}
+
 
 def _cfgs(table: Mapping[int, tuple[int, ...]]) -> dict[int, DepthConfig]:
     return {d: DepthConfig(b) for d, b in table.items()}
 
 
 # ResNet-50's table is the paper's Table 2; the parameter counts there pin these configs.
-_BOTTLENECK_SUBNETS = {26: (2, 2, 2, 2), 32: (2, 3, 3, 2), 38: (3, 3, 3, 3), 41: (3, 4, 4, 2),
-                       44: (3, 4, 4, 3), 50: (3, 4, 6, 3)}
+_BOTTLENECK_SUBNETS = _cfgs({26: (2, 2, 2, 2), 32: (2, 3, 3, 2), 38: (3, 3, 3, 3), 41: (3, 4, 4, 2),
+                             44: (3, 4, 4, 3), 50: (3, 4, 6, 3)})
 # Basic-block ResNets use the same block configs (depth = 2 * blocks + 2).
-_BASIC_SUBNETS = {10: (1, 1, 1, 1), 14: (1, 2, 2, 1), 18: (2, 2, 2, 2), 22: (2, 3, 3, 2),
-                  26: (3, 3, 3, 3), 28: (3, 4, 4, 2), 30: (3, 4, 4, 3), 34: (3, 4, 6, 3)}
-_VGG_CONFIGS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
+_BASIC_SUBNETS = _cfgs({10: (1, 1, 1, 1), 14: (1, 2, 2, 1), 18: (2, 2, 2, 2), 22: (2, 3, 3, 2),
+                        26: (3, 3, 3, 3), 28: (3, 4, 4, 2), 30: (3, 4, 4, 3), 34: (3, 4, 6, 3)})
+_VGG_CONFIGS = _cfgs({11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)})
+
+
+def _cifar_resnet(depth: int) -> ArchSpec:
+    """CIFAR ResNet-(6n+2): n blocks per stage; every 6m+2 (m <= n) is a named sub-net; CIFAR-10 defaults."""
+    n = (depth - 2) // 6
+    named = {6 * m + 2: DepthConfig((m, m, m)) for m in range(1, n + 1)}
+    return ArchSpec(f"cifar_resnet{depth}", "cifar_resnet", DepthConfig((n, n, n)), 2, 2, named,
+                    default_input=(3, 32, 32), default_classes=10, preprocess=CIFAR10_NORMALIZATION)
+
+
+def _vgg(depth: int) -> ArchSpec:
+    return ArchSpec(f"vgg{depth}_bn", "vgg", _VGG_CONFIGS[depth], 1, 3, _VGG_CONFIGS)
 
 
 def _build_registry() -> dict[str, ArchSpec]:
+    """THE architecture registry. ImageNet defaults (3x224x224, 1000 classes) unless a spec says otherwise."""
     specs: list[ArchSpec] = [
-        ArchSpec("resnet18", "resnet", DepthConfig((2, 2, 2, 2)), 2, 2, _cfgs(_BASIC_SUBNETS)),
-        ArchSpec("resnet34", "resnet", DepthConfig((3, 4, 6, 3)), 2, 2, _cfgs(_BASIC_SUBNETS)),
-        ArchSpec("resnet50", "resnet", DepthConfig((3, 4, 6, 3)), 3, 2, _cfgs(_BOTTLENECK_SUBNETS)),
+        ArchSpec("resnet18", "resnet", DepthConfig((2, 2, 2, 2)), 2, 2, _BASIC_SUBNETS),
+        ArchSpec("resnet34", "resnet", DepthConfig((3, 4, 6, 3)), 2, 2, _BASIC_SUBNETS),
+        ArchSpec("resnet50", "resnet", DepthConfig((3, 4, 6, 3)), 3, 2, _BOTTLENECK_SUBNETS),
         ArchSpec("resnet101", "resnet", DepthConfig((3, 4, 23, 3)), 3, 2,
-                 _cfgs({**_BOTTLENECK_SUBNETS, 68: (3, 4, 12, 3), 86: (3, 4, 18, 3)})),
+                 {**_BOTTLENECK_SUBNETS, **_cfgs({68: (3, 4, 12, 3), 86: (3, 4, 18, 3)})}),
+        *(_cifar_resnet(depth) for depth in (20, 32, 44, 56, 110)),
+        *(_vgg(depth) for depth in (11, 13, 16, 19)),
     ]
-    for depth in (20, 32, 44, 56, 110):
-        n = (depth - 2) // 6
-        named = {6 * m + 2: DepthConfig((m, m, m)) for m in range(1, n + 1)}
-        specs.append(ArchSpec(f"cifar_resnet{depth}", "cifar_resnet", DepthConfig((n, n, n)), 2, 2, named))
-    for depth, blocks in _VGG_CONFIGS.items():
-        specs.append(ArchSpec(f"vgg{depth}_bn", "vgg", DepthConfig(blocks), 1, 3, _cfgs(_VGG_CONFIGS)))
     registry: dict[str, ArchSpec] = {}
     for spec in specs:
         if spec.name in registry:  # registries raise on duplicates
@@ -107,6 +167,8 @@ ARCHITECTURES: dict[str, ArchSpec] = _build_registry()
 
 def arch_spec(name: str) -> ArchSpec:
     """Look up an architecture by name, or raise a UsageError listing the known ones."""
+    if not isinstance(name, str):
+        raise UsageError(f"arch must be an architecture name (str), not {type(name).__name__} {name!r}")
     try:
         return ARCHITECTURES[name]
     except KeyError:
@@ -149,8 +211,8 @@ def resolve_depth(spec: ArchSpec, token: str | int | DepthConfig | Iterable[int]
     return config
 
 
-DepthLike = Union[int, str, DepthConfig]
-DepthsLike = Union[str, int, DepthConfig, Sequence[DepthLike], None]
+DepthLike = int | str | DepthConfig
+DepthsLike = str | int | DepthConfig | Sequence[DepthLike] | None
 
 
 def parse_depths(spec: ArchSpec, depths: DepthsLike,

@@ -1,11 +1,29 @@
 import gzip
+import importlib
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ddnn_deploy.data import load_cifar_binary, load_dataset, load_fashion_mnist, load_image_folder, read_idx
-from ddnn_deploy.errors import DataError
+import ddnn_deploy.data as data_package
+from ddnn_deploy.data import (
+    PREPROCESS,
+    FeedReader,
+    Preprocess,
+    load_cifar_binary,
+    load_dataset,
+    load_eval_data,
+    load_fashion_mnist,
+    load_image_folder,
+    read_idx,
+)
+from ddnn_deploy.errors import DataError, MissingDependencyError
+from ddnn_deploy.spec import arch_spec
+
+PACKAGE = Path(data_package.__file__).resolve().parents[1]
 
 
 def _write_idx(path, array, gz=True):
@@ -111,3 +129,78 @@ def test_image_folder(tmp_path):
     (empty / "x").mkdir(parents=True)
     with pytest.raises(DataError, match="no images"):
         load_image_folder(empty)
+
+
+def test_image_folder_without_pillow_names_the_install_command(tmp_path, monkeypatch):
+    (tmp_path / "cat").mkdir()
+    monkeypatch.setitem(sys.modules, "PIL.Image", None)  # makes ``import PIL.Image`` fail
+    with pytest.raises(MissingDependencyError, match="pip install pillow"):
+        load_image_folder(tmp_path)
+
+
+def test_eval_folder_is_resized_greyed_and_mapped_onto_the_checkpoints_classes(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    for c in ("dog", "cat"):
+        (tmp_path / c).mkdir()
+        Image.new("RGB", (30, 30), (90, 90, 90)).save(tmp_path / c / "0.png")
+    data = load_eval_data(str(tmp_path), input_shape=(1, 28, 28), class_names=["bird", "cat", "dog"])
+    assert data.images.shape == (2, 1, 28, 28) and (data.images == 90).all()
+    assert data.labels.tolist() == [1, 2] and data.classes == ("bird", "cat", "dog")
+    fashion = tmp_path / "fashion"
+    fashion.mkdir()
+    _fake_fashion(fashion)
+    assert len(load_eval_data("fashion-mnist", data_dir=str(fashion), input_shape=(1, 28, 28), limit=5)) == 5
+    with pytest.raises(DataError, match="the model wants"):
+        load_eval_data("fashion-mnist", data_dir=str(fashion), input_shape=(3, 32, 32))
+    with pytest.raises(DataError, match="unknown dataset"):
+        load_eval_data("no-such-dataset")
+
+
+def test_preprocess_round_trips_and_agrees_with_the_architecture_registry():
+    for preprocess in PREPROCESS.values():
+        assert Preprocess.from_dict(preprocess.to_dict()) == preprocess
+    assert Preprocess.from_dict(arch_spec("resnet50").preprocess.to_dict()) == PREPROCESS["imagefolder"]
+    assert Preprocess.from_normalization(arch_spec("cifar_resnet20").preprocess) == PREPROCESS["cifar10"]
+    pixels = np.full((1, 3, 2, 2), 255, dtype=np.uint8)
+    assert np.allclose(PREPROCESS["imagefolder"].apply(pixels)[0, :, 0, 0],
+                       [(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225], atol=1e-6)
+
+
+def test_feed_reader_is_one_object_wherever_it_is_imported():
+    from ddnn_deploy.data import feed
+
+    assert data_package.FeedReader is feed.FeedReader is FeedReader
+    definitions = [p for p in PACKAGE.rglob("*.py") if "class FeedReader" in p.read_text()]
+    assert definitions == [PACKAGE / "data" / "feed.py"]
+    users = sorted(p for p in PACKAGE.rglob("*.py") if "FeedReader" in p.read_text() and p.parent.name != "data")
+    assert users, "calibration, accuracy and bench should all read the one FeedReader"
+    for path in users:
+        module = importlib.import_module(".".join(("ddnn_deploy", *path.relative_to(PACKAGE).with_suffix("").parts)))
+        assert getattr(module, "FeedReader", FeedReader) is FeedReader, module.__name__
+
+
+def test_feed_reader_batches_pads_and_rewinds():
+    images = np.arange(5 * 1 * 2 * 2, dtype=np.uint8).reshape(5, 1, 2, 2)
+    labels = np.arange(5)
+    reader = FeedReader(images, PREPROCESS["fashion-mnist"], input_shape=(1, 2, 2), static_batch=2,
+                        labels=labels, pad_last=True)
+    chunks = list(reader.labeled())
+    assert [n for _, _, n in chunks] == [2, 2, 1] and chunks[-1][0]["input"].shape == (2, 1, 2, 2)
+    assert np.array_equal(chunks[0][0]["input"], PREPROCESS["fashion-mnist"].apply(images[:2]))
+    assert chunks[-1][1].tolist() == [4]
+    calibration = FeedReader(images, PREPROCESS["fashion-mnist"], input_shape=(1, 2, 2), static_batch=2)
+    assert len(list(calibration)) == 2 and calibration.get_next() is None  # never a short static batch
+    calibration.rewind()
+    assert calibration.get_next()["input"].shape == (2, 1, 2, 2)
+    noise = FeedReader(None, PREPROCESS["fashion-mnist"], input_shape=(1, 2, 2), batch=3, samples=4, seed=1)
+    first = [f["input"] for f in noise]
+    noise.rewind()
+    assert [f.shape for f in first] == [(3, 1, 2, 2), (1, 1, 2, 2)]
+    assert all(np.array_equal(a, b["input"]) for a, b in zip(first, noise))
+
+
+def test_data_package_imports_no_torch():
+    code = "import sys, ddnn_deploy.data; assert 'torch' not in sys.modules, 'data imported torch'"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert not any("import torch" in p.read_text() for p in (PACKAGE / "data").glob("*.py"))

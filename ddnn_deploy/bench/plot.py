@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_path
+from ..errors import MissingDependencyError, optional_import
+from ..formats.results import BenchResults, ResultRow
 
 
 def pareto_front(points: list[tuple[float, float, Any]]) -> list[tuple[float, float, Any]]:
@@ -19,37 +21,33 @@ def pareto_front(points: list[tuple[float, float, Any]]) -> list[tuple[float, fl
     return front
 
 
-def plot_results(results: dict[str, Any], path: str | Path, *, stat: str = "p50", batch: int = 1) -> Path | None:
+def plot_results(results: BenchResults, path: str | Path, *, stat: str = "p50", batch: int = 1) -> Path | None:
     """Write the plot; returns None when matplotlib is missing or nothing has both latency and accuracy."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+        optional_import("matplotlib", "the accuracy/latency plot").use("Agg")
+        plt = optional_import("matplotlib.pyplot")
+    except MissingDependencyError:
         return None
-    rows = [r for r in results["rows"] if r.get("status") == "ok" and r.get("batch") == batch
-            and (r.get("accuracy") or {}).get("top1") is not None]
+    rows = [r for r in results.rows if r.status == "ok" and r.batch == batch and r.top1 is not None]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    groups: dict[tuple[str, str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, str], list[ResultRow]] = {}
     for row in rows:
-        groups.setdefault((row["precision"], row["backend"], row.get("kind", "depth")), []).append(row)
+        groups.setdefault((row.precision, row.backend, row.kind), []).append(row)
     points = []
     for (precision, backend, kind), members in sorted(groups.items()):
-        xs = [m["latency_ms"][stat] for m in members]
-        ys = [m["accuracy"]["top1"] for m in members]
+        xs = [m.latency(stat) for m in members]
+        ys = [m.top1 for m in members]
         ax.scatter(xs, ys, label=f"{backend} {precision}" + (" (selector)" if kind == "selector" else ""), zorder=3)
         for m, x, y in zip(members, xs, ys):
-            ax.annotate(str(m["depth"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-            points.append((x, y, m["depth"]))
+            ax.annotate(str(m.depth), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            points.append((x, y, m.depth))
     front = pareto_front(points)
     ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="gray", zorder=2, label="Pareto front")
-    device = results.get("device", {}).get("profile", {}).get("name", "?")
     ax.set_xlabel(f"latency {stat} (ms), batch {batch}")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(f"{results.get('arch', '')} on {device}")
+    ax.set_title(f"{results.arch or ''} on {results.device_name}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -8,18 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class TimingSettings:
-    warmup_iters: int = 10
-    warmup_seconds: float = 0.5
-    min_iters: int = 50
-    min_seconds: float = 1.0
-    max_iters: int = 100_000
+from ..formats.profiles import TimingSettings
 
 
 def latency_stats(samples_ms: list[float] | np.ndarray) -> dict[str, float]:

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .accuracy import runner_accuracy
-from .timing import TimingSettings, measure
+from ..runners.accuracy import runner_accuracy
+from .plan import Job
+from .timing import measure
 
 
 def _status_mb(field: str) -> float:
@@ -35,37 +36,33 @@ def _rss_mb() -> float:
     return _status_mb("VmRSS")
 
 
-def make_runner(job: dict[str, Any]):
-    backend = job["backend"]
-    if backend == "onnxruntime":
+def make_runner(job: Job):
+    if job.backend == "onnxruntime":
         from ..runners.onnxruntime_runner import OrtRunner
 
-        return OrtRunner(job["file"], provider=job.get("provider", "cpu"), threads=job.get("threads"))
-    if backend == "tensorrt":
+        return OrtRunner(job.file, provider=job.provider, threads=job.threads)
+    if job.backend == "tensorrt":
         from ..runners.tensorrt_runner import TrtRunner
 
-        return TrtRunner(job["file"], precision=job["precision"], cache_dir=job.get("engine_cache"),
-                         onnx_sha256=job.get("sha256"), max_batch=max(job["batch_sizes"]),
-                         graph_precision=job.get("graph_precision", "fp32"))
-    if backend == "torch":
+        return TrtRunner(job.file, precision=job.precision, cache_dir=job.engine_cache, onnx_sha256=job.sha256,
+                         max_batch=max(job.batch_sizes), graph_precision=job.graph_precision)
+    if job.backend == "torch":
         from ..runners.torch_runner import TorchRunner
 
-        return TorchRunner(job["checkpoint"], job["depth"], threads=job.get("threads"))
-    raise ValueError(f"unknown backend {backend}")
+        return TorchRunner(job.checkpoint, job.depth, threads=job.threads)
+    raise ValueError(f"unknown backend {job.backend}")
 
 
-def accuracy(runner: Any, job: dict[str, Any]) -> dict[str, Any] | None:
-    spec = job.get("dataset")
-    if not spec:
+def accuracy(runner: Any, job: Job) -> dict[str, Any] | None:
+    if job.dataset is None:
         return None
     from ..data import Preprocess, load_eval_data
 
-    data = load_eval_data(spec["name"], data_dir=spec.get("data_dir"), input_shape=tuple(job["input_shape"]),
-                          class_names=job.get("class_names"), limit=spec.get("limit"))
-    data.preprocess = Preprocess.from_dict(job["preprocess"])
-    extra = {"depth": np.asarray(job["depth"], dtype=np.int64)} if job.get("selector") else None
-    return runner_accuracy(runner, data, batch=job.get("accuracy_batch", 256), static_batch=job.get("static_batch"),
-                           extra_feed=extra)
+    data = load_eval_data(job.dataset.name, data_dir=job.dataset.data_dir, input_shape=tuple(job.input_shape),
+                          class_names=job.class_names, limit=job.dataset.limit)
+    data.preprocess = Preprocess.from_dict(job.preprocess)
+    return runner_accuracy(runner, data, batch=job.accuracy_batch, static_batch=job.static_batch,
+                           extra_feed=job.feed_extra() or None)
 
 
 def _peak_rss_mb() -> float:
@@ -74,24 +71,22 @@ def _peak_rss_mb() -> float:
     return _status_mb("VmHWM")
 
 
-def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
+def _time_batch(runner: Any, job: Job, batch: int, rng: np.random.Generator) -> dict[str, Any]:
+    if job.static_batch and batch != job.static_batch:
+        return {"batch": batch, "status": "skipped", "error": f"graph has static batch {job.static_batch}",
+                "latency_ms": None, "throughput": None}
+    feed = {"input": rng.standard_normal((batch, *job.input_shape)).astype(np.float32), **job.feed_extra()}
+    stats, samples = measure(lambda: runner.infer(feed), job.timing)
+    return {"batch": batch, "status": "ok", "error": None, "latency_ms": stats,
+            "throughput": batch / (stats["mean"] / 1e3), "samples_ms": samples}
+
+
+def run_job(job: Job) -> list[dict[str, Any]]:
     baseline = _rss_mb()
     runner = make_runner(job)
-    rows = []
-    timing = TimingSettings(**job["timing"])
     rng = np.random.default_rng(0)
     with runner:
-        for batch in job["batch_sizes"]:
-            if job.get("static_batch") and batch != job["static_batch"]:
-                rows.append({"batch": batch, "status": "skipped", "error": f"graph has static batch "
-                             f"{job['static_batch']}", "latency_ms": None, "throughput": None})
-                continue
-            x = rng.standard_normal((batch, *job["input_shape"])).astype(np.float32)
-            feed = {"input": x, **({"depth": np.asarray(job["depth"], dtype=np.int64)} if job.get("selector")
-                                   else {})}
-            stats, samples = measure(lambda feed=feed: runner.infer(feed), timing)
-            rows.append({"batch": batch, "status": "ok", "error": None, "latency_ms": stats,
-                         "throughput": batch / (stats["mean"] / 1e3), "samples_ms": samples})
+        rows = [_time_batch(runner, job, batch, rng) for batch in job.batch_sizes]
         peak = _peak_rss_mb()  # before any dataset is loaded: the process running the model
         info = runner.info()  # after inference, so GPU memory includes the buffers and workspace
         acc = accuracy(runner, job)
@@ -103,16 +98,20 @@ def run_job(job: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def error_rows(batch_sizes: list[int], message: str, **extra: Any) -> list[dict[str, Any]]:
+    """One failed row per batch size (the sweep records them and goes on)."""
+    return [{"batch": b, "status": "error", "error": message[:500], "latency_ms": None, "throughput": None,
+             "accuracy": None, "memory_mb": None, **extra} for b in batch_sizes]
+
+
 def main(job_path: str, result_path: str) -> int:
-    job = json.loads(Path(job_path).read_text())
+    job = Job.model_validate_json(Path(job_path).read_text())
     try:
         rows = run_job(job)
         code = 0
     except BaseException as exc:  # noqa: BLE001 - report every failure as a failed row
         message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        rows = [{"batch": b, "status": "error", "error": message[:500], "latency_ms": None, "throughput": None,
-                 "accuracy": None, "memory_mb": None, "traceback": traceback.format_exc()[-2000:]}
-                for b in job["batch_sizes"]]
+        rows = error_rows(job.batch_sizes, message, traceback=traceback.format_exc()[-2000:])
         code = 1
     Path(result_path).write_text(json.dumps(rows))
     return code

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..errors import MissingDependencyError, UsageError
+from ..errors import UsageError, optional_import
 
 EXPORTERS = ("torchscript", "dynamo")
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -33,10 +33,7 @@ def export_onnx(module: torch.nn.Module, path: Path, *, input_shape: tuple[int, 
                 output_names=[OUTPUT_NAME], opset_version=opset, do_constant_folding=True,
                 dynamic_axes=None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
         else:
-            try:
-                import onnxscript  # noqa: F401
-            except ImportError:
-                raise MissingDependencyError("--exporter dynamo needs onnxscript: pip install onnxscript") from None
+            optional_import("onnxscript", "the dynamo exporter (--exporter dynamo)")
             dynamic = None if batch else {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
             program = torch.onnx.export(module, (example,), dynamo=True, input_names=[INPUT_NAME],
                                         output_names=[OUTPUT_NAME], opset_version=opset,

@@ -1,8 +1,7 @@
 """One ONNX graph with a depth selector: inputs ``input`` and ``depth`` (int64 scalar), output ``logits``.
 
-Construction (see FACTS.md, "One ONNX graph with a depth selector"): a chain of ``If`` nodes on
-``depth == d``; each branch is the whole sub-net of one depth, with ITS OWN initializers inside
-the branch (onnxruntime pre-packs branch-local weights; weights referenced from the outer scope
+Construction: a chain of ``If`` nodes on ``depth == d``; each branch is the whole sub-net of one
+depth, with ITS OWN initializers inside the branch (onnxruntime pre-packs branch-local weights; weights referenced from the outer scope
 ran 60-75 % slower in a probe). Each depth keeps its own BN statistics as a per-channel affine after
 an unbiased convolution, which onnxruntime folds into the convolution when the session starts.
 Because the convolution weights are then byte-identical in every branch that uses them, they are
@@ -19,7 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import optional_import
 from .onnx_graph import INPUT_NAME, OUTPUT_NAME
+
+
+def _onnx() -> Any:
+    """The onnx package (with its helper and numpy_helper submodules loaded), or MissingDependencyError."""
+    onnx = optional_import("onnx", "building the selector graph")
+    optional_import("onnx.helper")
+    optional_import("onnx.numpy_helper")
+    return onnx
 
 
 def _rename_graph(graph: Any, prefix: str, keep: set[str]) -> None:
@@ -40,8 +48,7 @@ def _rename_graph(graph: Any, prefix: str, keep: set[str]) -> None:
 
 def _branch_from_model(model: Any, prefix: str) -> Any:
     """The per-depth model's graph as an If branch: no inputs (it reads the outer ``input``)."""
-    import onnx
-
+    onnx = _onnx()
     graph = onnx.GraphProto()
     graph.CopyFrom(model.graph)
     _rename_graph(graph, prefix, keep={INPUT_NAME})
@@ -53,8 +60,8 @@ def _branch_from_model(model: Any, prefix: str) -> Any:
 def _failing_branch(valid: list[int]) -> Any:
     """The last else-branch: ``Gather(valid_depths, depth + 1000000)`` is out of bounds, so onnxruntime
     fails with "idx=10000NN must be within ..." (NN = the depth asked for) instead of running a wrong depth."""
-    from onnx import TensorProto, helper, numpy_helper
-
+    onnx = _onnx()
+    TensorProto, helper, numpy_helper = onnx.TensorProto, onnx.helper, onnx.numpy_helper
     inits = [numpy_helper.from_array(np.asarray(valid, dtype=np.float32), "invalid_depth/valid_depths"),
              numpy_helper.from_array(np.asarray(1_000_000, dtype=np.int64), "invalid_depth/offset"),
              numpy_helper.from_array(np.asarray([1, -1], dtype=np.int64), "invalid_depth/shape")]
@@ -70,9 +77,8 @@ def _failing_branch(valid: list[int]) -> Any:
 
 def build_selector_model(models: dict[int, Any], *, opset: int, batch: int | None) -> Any:
     """Compose per-depth ONNX models (fold="none" exports) into one If-chain model."""
-    import onnx
-    from onnx import TensorProto, helper
-
+    onnx = _onnx()
+    TensorProto, helper = onnx.TensorProto, onnx.helper
     depths = sorted(models)
     first = models[depths[0]]
     input_info = onnx.ValueInfoProto()
@@ -118,9 +124,8 @@ def _all_initializers(graph: Any):
 def save_deduplicated(model: Any, path: Path, data_name: str, min_bytes: int = 256) -> dict[str, int]:
     """Save ``model`` with every initializer of at least ``min_bytes`` moved to ONE external-data file
     beside it, storing identical tensors once. Returns byte counts (stored vs referenced)."""
-    import onnx
-    from onnx import TensorProto
-
+    onnx = _onnx()
+    TensorProto = onnx.TensorProto
     offsets: dict[str, tuple[int, int]] = {}
     referenced = stored = 0
     data_path = path.parent / data_name

@@ -34,8 +34,10 @@ def simplify_in_child(src: Path, dst: Path, timeout: float = 300.0,
 
 
 def _main(src: str, dst: str) -> int:
-    import onnx
-    import onnxsim
+    from ..errors import optional_import
+
+    onnx = optional_import("onnx")
+    onnxsim = optional_import("onnxsim")
 
     model = onnx.load(src)
     simplified, ok = onnxsim.simplify(model)

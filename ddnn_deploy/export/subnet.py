@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..models import DepthNet, apply_bn_stats
+from ..models import DepthNet
 from ..spec import DepthConfig
 
 
@@ -60,28 +60,30 @@ class SubNet(nn.Module):
         return self.net(x, self.depth)
 
 
-def extract_subnet(model: DepthNet, depth: DepthConfig, bn_stats: dict | None = None, *,
-                   fold: str = "conv") -> SubNet:
-    """A deep copy of ``model`` cut down to ``depth`` with its BN statistics applied and folded.
+def extract_subnet(model: DepthNet, depth: DepthConfig, *, fold: str = "conv") -> SubNet:
+    """A deep copy of ``model`` cut down to ``depth``, with the depth's own BN statistics folded.
 
-    ``fold="conv"`` folds BN into the preceding convolution; ``fold="none"`` turns it into a
-    ChannelAffine so the convolution weights stay exactly the checkpoint's.
+    The statistics are the ones ``model`` holds for ``depth`` (``DepthNet.set_depth_bn_stats``; the
+    shared ones, with a warning, when it has none), so the result computes what ``model(x, depth)``
+    computes in eval mode. ``fold="conv"`` folds BN into the preceding convolution; ``fold="none"``
+    turns it into a ChannelAffine so the convolution weights stay exactly the checkpoint's.
     """
+    if fold not in ("conv", "none"):
+        raise ValueError(f"fold must be 'conv' or 'none', not {fold!r}")
     net = copy.deepcopy(model).eval()
-    if bn_stats:
-        apply_bn_stats(net, bn_stats)
+    stats = model.depth_bn_stats(depth, warn=True)
+    net.set_depth_bn_stats({})
+    if stats:
+        net.load_state_dict(stats, strict=False)  # the depth's statistics become the buffers that get folded
     for index, stage in enumerate(net.stages()):
-        active = depth.active(index)
-        setattr(net, net.stage_names[index], nn.Sequential(*list(stage)[:active]))
+        setattr(net, net.stage_names[index], nn.Sequential(*list(stage)[: depth.active(index)]))
     for parent, conv_name, bn_name in _conv_bn_pairs(net):
         conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
         if fold == "conv":
             setattr(parent, conv_name, fuse_conv_bn_eval(conv, bn))
             setattr(parent, bn_name, nn.Identity())
-        elif fold == "none":
-            setattr(parent, bn_name, ChannelAffine(bn))
         else:
-            raise ValueError(f"fold must be 'conv' or 'none', not {fold!r}")
+            setattr(parent, bn_name, ChannelAffine(bn))
     for p in net.parameters():
         p.requires_grad_(False)
     return SubNet(net, depth).eval()

@@ -3,24 +3,18 @@ against PyTorch on real samples and on random inputs at several batch sizes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import DDNNError
-
-
-class ParityError(DDNNError):
-    """The exported graph's outputs differ from PyTorch's by more than the tolerance."""
-
-    exit_code = 6
+from ..errors import DDNNError, ParityError, optional_import
 
 
 def check_model(path: Path) -> None:
-    import onnx
-
+    onnx = optional_import("onnx")
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # noqa: BLE001 - any checker failure is reported in one line
@@ -28,8 +22,7 @@ def check_model(path: Path) -> None:
 
 
 def ort_session(path: Path, threads: int = 1):
-    import onnxruntime as ort
-
+    ort = optional_import("onnxruntime", "verifying exported graphs")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -53,9 +46,10 @@ def parity_inputs(input_shape: tuple[int, ...], batch: int | None, real: np.ndar
     return feeds
 
 
-def measure_parity(reference: torch.nn.Module, session: Any, feeds: list[tuple[str, np.ndarray]],
+def measure_parity(reference: Callable[[torch.Tensor], torch.Tensor], session: Any, feeds: list[tuple[str, np.ndarray]],
                    extra_inputs: dict[str, np.ndarray] | None = None) -> dict[str, float]:
-    """Worst absolute error and the logits' scale, separately for real and random inputs."""
+    """Worst absolute error and the logits' scale, separately for real and random inputs; ``reference``
+    maps a float32 NCHW batch to PyTorch's logits."""
     worst = {"real": 0.0, "random": 0.0}
     scale = 0.0
     with torch.no_grad():

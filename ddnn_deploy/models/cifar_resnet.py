@@ -13,6 +13,7 @@ from torch import nn
 
 from ..spec import arch_spec
 from .base import DepthNet
+from .batchnorm import DepthBatchNorm2d
 
 
 class PadShortcut(nn.Module):
@@ -31,9 +32,9 @@ class CifarBasicBlock(nn.Module):
     def __init__(self, inplanes: int, planes: int, stride: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = DepthBatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = DepthBatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or inplanes != planes:
@@ -55,7 +56,7 @@ class CifarResNet(DepthNet):
         self.input_size = input_size
         base = width or 16
         self.conv1 = nn.Conv2d(in_channels, base, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(base)
+        self.bn1 = DepthBatchNorm2d(base)
         self.relu = nn.ReLU(inplace=True)
         inplanes = base
         for index, (name, blocks) in enumerate(zip(self.stage_names, self.spec.full.blocks)):

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..spec import arch_spec
 from .base import DepthNet
+from .batchnorm import DepthBatchNorm2d
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -27,10 +28,10 @@ class BasicBlock(nn.Module):
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = DepthBatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = DepthBatchNorm2d(planes)
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,12 +47,12 @@ class Bottleneck(nn.Module):
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
         self.conv1 = conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = DepthBatchNorm2d(planes)
         # The stride for downsampling sits on the 3x3 convolution (torchvision's ResNet v1.5).
         self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = DepthBatchNorm2d(planes)
         self.conv3 = conv1x1(planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.bn3 = DepthBatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -69,7 +70,7 @@ def make_stage(block: type[BasicBlock] | type[Bottleneck], inplanes: int, planes
     downsample = None
     if stride != 1 or inplanes != planes * block.expansion:
         downsample = nn.Sequential(conv1x1(inplanes, planes * block.expansion, stride),
-                                   nn.BatchNorm2d(planes * block.expansion))
+                                   DepthBatchNorm2d(planes * block.expansion))
     layers = [block(inplanes, planes, stride, downsample)]
     layers += [block(planes * block.expansion, planes) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
@@ -89,7 +90,7 @@ class ResNet(DepthNet):
         block = _BLOCKS[arch]
         base = width or 64
         self.conv1 = nn.Conv2d(in_channels, base, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(base)
+        self.bn1 = DepthBatchNorm2d(base)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         inplanes = base

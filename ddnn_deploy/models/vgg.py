@@ -14,6 +14,7 @@ from torch import nn
 
 from ..spec import arch_spec
 from .base import DepthNet
+from .batchnorm import DepthBatchNorm2d
 
 _CHANNELS = (64, 128, 256, 512, 512)
 
@@ -21,7 +22,7 @@ _CHANNELS = (64, 128, 256, 512, 512)
 class ConvBNReLU(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__(nn.Conv2d(in_channels, out_channels, 3, padding=1),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+                         DepthBatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
 class VGG(DepthNet):

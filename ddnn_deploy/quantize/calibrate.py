@@ -1,143 +1,190 @@
 """``calibrate``: a calibrated INT8 (QDQ) graph for every exported depth, recorded in the manifest.
 
 Each depth is calibrated on its own graph (activation ranges differ by depth) with onnxruntime's
-own tooling: ``quant_pre_process``, then ``quantize_static`` in QDQ format with per-channel weights.
+own tooling: ``quant_pre_process``, then ``quantize_static`` in QDQ format, behind a ``QuantConfig``.
 An accuracy guard compares each depth's INT8 top-1 with its FP32 top-1 on held-out test images;
 a depth that drops more than ``max_drop`` points gets no INT8 artifact (its FP32 graph stays the
-deployable one) and the command fails naming it. The selector graph stays FP32: static QDQ does not
+deployable one) and the call fails naming it. The selector graph stays FP32: static QDQ does not
 reach inside ``If`` branches.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import make_readable, sha256_file, write_text_atomic
-from ..bench.accuracy import runner_accuracy
-from ..bench.artifacts import load_manifest
-from ..data import Preprocess, load_dataset
-from ..errors import DataError, DDNNError, UsageError
-from ..runners.onnxruntime_runner import OrtRunner, import_onnxruntime
+import numpy as np
+
+from ..atomic import make_readable, sha256_file
+from ..data import ImageDataset, Preprocess, load_dataset
+from ..errors import AccuracyDropError, DataError, UsageError, optional_import
+from ..formats.manifest import Artifact, Manifest, read_manifest, write_manifest
+from ..runners.accuracy import runner_accuracy
+from ..runners.onnxruntime_runner import OrtRunner
 from .config import QuantConfig
 from .reader import FeedReader, calibration_images, data_hash
 
+Log = Callable[[str], None]
 
-class AccuracyDropError(DDNNError):
-    exit_code = 8
+
+@dataclass
+class CalibrationData:
+    """The images every depth is calibrated on (None: random, latency studies only) and where they came from."""
+
+    images: np.ndarray | None
+    source: str
+    samples: int
+    sha256: str
+    held_out: ImageDataset | None  # test images for the accuracy guard
 
 
 def _quantize(src: Path, dst: Path, reader: FeedReader, config: QuantConfig, work: Path) -> None:
-    import_onnxruntime()
-    from onnxruntime.quantization import quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
+    quantization = optional_import("onnxruntime.quantization", "INT8 calibration")
+    shape_inference = optional_import("onnxruntime.quantization.shape_inference")
     prepared = work / f"{src.stem}.pre.onnx"
-    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-    quantize_static(str(prepared), str(dst), reader, **config.quantize_static_kwargs())
+    shape_inference.quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    quantization.quantize_static(str(prepared), str(dst), reader, **config.quantize_static_kwargs())
     prepared.unlink(missing_ok=True)
 
 
-def calibrate(artifacts: str | Path, *, dataset: str | None = None, samples: int = 512, target: str = "cpu",
-              method: str = "minmax", per_channel: bool = True, max_drop: float = 1.0,
-              eval_samples: int | None = 2000, depths: list[int] | None = None, threads: int | None = None,
-              log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
-    """Quantize every FP32 depth artifact; returns the updated manifest (written atomically)."""
-    config = QuantConfig(target=target, method=method, per_channel=per_channel)
-    if samples < 1:
-        raise UsageError("--samples must be at least 1")
-    root = Path(artifacts)
-    manifest = load_manifest(root)
-    sources = [a for a in manifest["artifacts"] if a["kind"] == "depth" and a["precision"] == "fp32"]
+def _sources(manifest: Manifest, depths: Sequence[int] | None) -> list[Artifact]:
+    sources = list(manifest.select(kind="depth", precision="fp32"))
     if depths:
-        known = sorted(a["depth"] for a in sources)
+        known = sorted(a.depth for a in sources)  # type: ignore[type-var]
         missing = sorted(set(depths) - set(known))
         if missing:
             raise UsageError(f"the artifacts hold no FP32 depth {missing}; exported depths: {known}")
-        sources = [a for a in sources if a["depth"] in depths]
+        sources = [a for a in sources if a.depth in depths]
     if not sources:
-        raise UsageError(f"{root} holds no FP32 per-depth graph to calibrate; run `ddnn-deploy export` first")
-    input_shape = tuple(manifest["input"]["shape"][1:])
-    static_batch = manifest["input"]["shape"][0] if isinstance(manifest["input"]["shape"][0], int) else None
-    preprocess = Preprocess.from_dict(manifest["preprocess"])
-    images, source = calibration_images(dataset, input_shape=input_shape, samples=samples,
-                                        manifest_dataset=manifest.get("dataset"))
-    if static_batch and images is not None and len(images) < static_batch:
-        raise DataError(f"{len(images)} calibration images cannot fill one static batch of {static_batch}")
-    digest = data_hash(images, 0, samples, input_shape)
+        raise UsageError(f"{manifest.root} holds no FP32 per-depth graph to calibrate; run `ddnn-deploy export` first")
+    return sources
+
+
+def _calibration_data(manifest: Manifest, dataset: str | None, samples: int, eval_samples: int | None,
+                      log: Log) -> CalibrationData:
+    images, source = calibration_images(dataset, input_shape=manifest.input_shape, samples=samples,
+                                        manifest_dataset=manifest.dataset)
+    if manifest.static_batch and images is not None and len(images) < manifest.static_batch:
+        raise DataError(f"{len(images)} calibration images cannot fill one static batch of {manifest.static_batch}")
     held_out = None
-    if images is not None and manifest.get("dataset") and eval_samples:
+    if images is not None and manifest.dataset and eval_samples:
         try:
-            held_out = load_dataset(manifest["dataset"], "test").subset(eval_samples, seed=7)
-            held_out.preprocess = preprocess
+            held_out = load_dataset(manifest.dataset, "test").subset(eval_samples, seed=7)
+            held_out.preprocess = Preprocess.from_dict(manifest.preprocess.to_json_dict())
         except DataError as exc:
             log(f"note: no held-out data for the accuracy guard ({exc})")
-    log(f"calibrating {len(sources)} depth(s) for {target} ({method}) on {source}: "
-        f"{len(images) if images is not None else samples} images")
+    return CalibrationData(images, source, len(images) if images is not None else samples,
+                           data_hash(images, 0, samples, manifest.input_shape), held_out)
 
-    work = Path(tempfile.mkdtemp(prefix=".calibrate-", dir=root))
-    new_entries, failures = [], []
+
+def _guard(fp32_graph: Path, int8_graph: Path, data: CalibrationData, manifest: Manifest,
+           threads: int | None) -> dict[str, Any] | None:
+    """FP32 and INT8 top-1 on held-out images; without them, only check the INT8 graph loads and runs."""
+    preprocess = Preprocess.from_dict(manifest.preprocess.to_json_dict())
+    if data.held_out is None:
+        with OrtRunner(int8_graph, threads=threads) as int8_runner:
+            int8_runner.infer(next(iter(FeedReader(None, preprocess, input_shape=manifest.input_shape,
+                                                   samples=manifest.static_batch or 1,
+                                                   static_batch=manifest.static_batch))))
+        return None
+    with OrtRunner(fp32_graph, threads=threads) as fp32_runner:
+        fp32 = runner_accuracy(fp32_runner, data.held_out, static_batch=manifest.static_batch)
+    with OrtRunner(int8_graph, threads=threads) as int8_runner:
+        int8 = runner_accuracy(int8_runner, data.held_out, static_batch=manifest.static_batch)
+    return {"fp32_top1": fp32["top1"], "int8_top1": int8["top1"], "drop": fp32["top1"] - int8["top1"], "n": int8["n"]}
+
+
+def _calibrate_depth(source: Artifact, manifest: Manifest, data: CalibrationData, config: QuantConfig, work: Path,
+                     *, max_drop: float, threads: int | None, log: Log) -> tuple[Artifact | None, str | None]:
+    """(the INT8 artifact in ``work``, None) or (None, why the accuracy guard refused it)."""
+    t0 = time.time()
+    src = manifest.file(source)
+    name = f"{src.stem}.int8-{config.target}.onnx"
+    reader = FeedReader(data.images, Preprocess.from_dict(manifest.preprocess.to_json_dict()),
+                        input_shape=manifest.input_shape, samples=data.samples, static_batch=manifest.static_batch)
+    _quantize(src, work / name, reader, config, work)
+    accuracy = _guard(src, work / name, data, manifest, threads)
+    entry = {k: v for k, v in source.to_json_dict().items() if k not in ("parity", "simplify_note")}
+    entry.update({"precision": "int8", "path": name, "sha256": sha256_file(work / name),
+                  "bytes": (work / name).stat().st_size, **config.manifest_fields(),
+                  "calibration": {"source": data.source, "samples": data.samples, "sha256": data.sha256,
+                                  "valid_for_accuracy": data.images is not None},
+                  "from": source.path})
+    if accuracy is None:
+        log(f"depth {source.depth}: quantized in {time.time() - t0:.0f} s (no accuracy guard: no held-out data)")
+        return Artifact.model_validate(entry), None
+    entry["accuracy"] = {**accuracy, "max_drop": max_drop}
+    log(f"depth {source.depth}: INT8 top-1 {accuracy['int8_top1']:.2f}% vs FP32 {accuracy['fp32_top1']:.2f}% "
+        f"(drop {accuracy['drop']:+.2f}) in {time.time() - t0:.0f} s")
+    if accuracy["drop"] > max_drop:
+        return None, f"depth {source.depth} drops {accuracy['drop']:.2f} points (> {max_drop})"
+    return Artifact.model_validate(entry), None
+
+
+def _commit(manifest: Manifest, new: list[Artifact], sources: list[Artifact], target: str, work: Path) -> Manifest:
+    """New files get content-addressed names, so no file the current manifest lists is overwritten; the
+    manifest is replaced atomically; only then are superseded INT8 files deleted."""
+    root = manifest.root
+    placed = []
+    for artifact in new:
+        final = f"{Path(artifact.path).stem}-{artifact.sha256[:8]}.onnx"
+        os.replace(work / artifact.path, root / final)
+        make_readable(root / final)
+        placed.append(artifact.model_copy(update={"path": final}))
+    redone = {(a.depth, target) for a in sources}
+    superseded = [a for a in manifest.artifacts if a.precision == "int8" and (a.depth, a.target) in redone]
+    kept = [a for a in manifest.artifacts if a not in superseded]
+    updated = manifest.model_copy(update={"artifacts": kept + placed})
+    write_manifest(root, updated)
+    still_listed = {a.path for a in updated.artifacts}
+    for artifact in superseded:
+        if artifact.path not in still_listed:
+            (root / artifact.path).unlink(missing_ok=True)
+    updated._root = root
+    return updated
+
+
+def calibrate(artifacts: str | Path, config: QuantConfig | None = None, *, dataset: str | None = None,
+              samples: int = 512, max_drop: float = 1.0, eval_samples: int | None = 2000,
+              depths: Sequence[int] | None = None, threads: int | None = None, progress: bool = True,
+              log: Log | None = None) -> Manifest:
+    """Quantize every FP32 depth artifact per ``config``; returns the updated manifest (written atomically).
+
+    ``dataset``: a dataset name (training split), an image folder, a ``.npz`` sample, ``"random"``, or None
+    for the default sample of the manifest's dataset. Raises ``AccuracyDropError`` naming the depths whose
+    INT8 top-1 dropped more than ``max_drop`` points (they keep their FP32 graph only).
+    """
+    config = QuantConfig() if config is None else config
+    if not isinstance(config, QuantConfig):
+        raise UsageError(f"config must be a QuantConfig, not {type(config).__name__}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise UsageError(f"samples must be a positive integer, not {samples!r}")
+    say = log or (lambda message: None)
+    manifest = read_manifest(artifacts)
+    sources = _sources(manifest, depths)
+    data = _calibration_data(manifest, dataset, samples, eval_samples, say)
+    say(f"calibrating {len(sources)} depth(s) for {config.target} ({config.method}) on {data.source}: "
+        f"{data.samples} images")
+    work = Path(tempfile.mkdtemp(prefix=".calibrate-", dir=manifest.root))
+    new, failures = [], []
     try:
-        for source_artifact in sources:
-            depth = source_artifact["depth"]
-            t0 = time.time()
-            reader = FeedReader(images, preprocess, input_shape=input_shape, samples=samples,
-                                static_batch=static_batch)
-            src = Path(source_artifact["file"])
-            name = f"{src.stem}.int8-{target}.onnx"
-            _quantize(src, work / name, reader, config, work)
-            entry = {k: v for k, v in source_artifact.items() if k not in ("file", "parity", "simplify_note")}
-            entry.update({"precision": "int8", "path": name, "sha256": sha256_file(work / name),
-                          "bytes": (work / name).stat().st_size, "target": target, "method": method,
-                          "per_channel": per_channel, "calibration": {"source": source, "samples": len(images)
-                                                                      if images is not None else samples,
-                                                                      "sha256": digest,
-                                                                      "valid_for_accuracy": images is not None},
-                          "from": source_artifact["path"]})
-            if held_out is not None:
-                with OrtRunner(src, threads=threads) as fp32_runner:
-                    fp32 = runner_accuracy(fp32_runner, held_out, static_batch=static_batch)
-                with OrtRunner(work / name, threads=threads) as int8_runner:
-                    int8 = runner_accuracy(int8_runner, held_out, static_batch=static_batch)
-                drop = fp32["top1"] - int8["top1"]
-                entry["accuracy"] = {"fp32_top1": fp32["top1"], "int8_top1": int8["top1"], "drop": drop,
-                                     "n": int8["n"], "max_drop": max_drop}
-                log(f"depth {depth}: INT8 top-1 {int8['top1']:.2f}% vs FP32 {fp32['top1']:.2f}% "
-                    f"(drop {drop:+.2f}) in {time.time() - t0:.0f} s")
-                if drop > max_drop:
-                    failures.append(f"depth {depth} drops {drop:.2f} points (> {max_drop})")
-                    continue
-            else:
-                with OrtRunner(work / name, threads=threads) as int8_runner:  # it must at least load and run
-                    int8_runner.infer(next(iter(FeedReader(None, preprocess, input_shape=input_shape,
-                                                           samples=static_batch or 1, static_batch=static_batch))))
-                log(f"depth {depth}: quantized in {time.time() - t0:.0f} s (no accuracy guard: no held-out data)")
-            new_entries.append(entry)
-        # New files get content-addressed names, so no file the current manifest lists is overwritten;
-        # the manifest is replaced atomically; only then are superseded INT8 files deleted.
-        for entry in new_entries:
-            final = f"{Path(entry['path']).stem}-{entry['sha256'][:8]}.onnx"
-            os.replace(work / entry["path"], root / final)
-            make_readable(root / final)
-            entry["path"] = final
-        redone = {(a["depth"], target) for a in sources}
-        kept = [{k: v for k, v in a.items() if k != "file"} for a in manifest["artifacts"]
-                if not (a["precision"] == "int8" and (a["depth"], a.get("target")) in redone)]
-        dropped = [a["path"] for a in manifest["artifacts"] if a["precision"] == "int8"
-                   and (a["depth"], a.get("target")) in redone]
-        manifest = {k: v for k, v in manifest.items() if k != "artifacts"}
-        manifest["artifacts"] = kept + new_entries
-        write_text_atomic(root / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-        still_listed = {a["path"] for a in manifest["artifacts"]}
-        for path in dropped:
-            if path not in still_listed:
-                (root / path).unlink(missing_ok=True)
+        iterator: Any = sources
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(sources, desc=f"INT8 ({config.target})", unit="depth", leave=False)
+        for source in iterator:
+            artifact, failure = _calibrate_depth(source, manifest, data, config, work, max_drop=max_drop,
+                                                 threads=threads, log=say)
+            new += [artifact] if artifact is not None else []
+            failures += [failure] if failure else []
+        manifest = _commit(manifest, new, sources, config.target, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if failures:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, optional_import
 
 TARGETS = ("cpu", "tensorrt")
 METHODS = ("minmax", "entropy", "percentile")
@@ -27,9 +27,23 @@ class QuantConfig:
             raise UsageError(f"unknown INT8 target {self.target!r}; choose one of {', '.join(TARGETS)}")
         if self.method not in METHODS:
             raise UsageError(f"unknown calibration method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if not isinstance(self.per_channel, bool):
+            raise UsageError(f"per_channel must be True or False, not {self.per_channel!r}")
+        if isinstance(self.percentile, bool) or not isinstance(self.percentile, (int, float)) or not (
+                50.0 < self.percentile <= 100.0):
+            raise UsageError(f"percentile must be a number in (50, 100], not {self.percentile!r}")
+
+    def manifest_fields(self) -> dict[str, Any]:
+        """What an INT8 artifact records about how it was made."""
+        fields: dict[str, Any] = {"target": self.target, "method": self.method, "per_channel": self.per_channel}
+        if self.method == "percentile":
+            fields["percentile"] = self.percentile
+        return fields
 
     def quantize_static_kwargs(self) -> dict[str, Any]:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+        quantization = optional_import("onnxruntime.quantization", "INT8 calibration")
+        CalibrationMethod, QuantFormat, QuantType = (  # noqa: N806 - onnxruntime's enum names
+            quantization.CalibrationMethod, quantization.QuantFormat, quantization.QuantType)
 
         method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[self.method]

@@ -15,8 +15,7 @@ import numpy as np
 
 from ..data import DATASETS, FeedReader, ImageDataset, load_dataset, load_image_folder  # noqa: F401
 from ..errors import DataError
-
-DEFAULT_SAMPLES = {"fashion-mnist": Path(__file__).resolve().parents[2] / "calibration" / "fashion-mnist-512.npz"}
+from ..resources import DEFAULT_CALIBRATION_SAMPLES as DEFAULT_SAMPLES  # a lazy {dataset: .npz} mapping
 
 
 def load_npz_sample(path: Path) -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError
+from ..errors import optional_import
 
 
 def _cudart() -> Any | None:
@@ -46,11 +46,7 @@ class CudaBuffers:
             self.stream = _check(self.cudart.cudaStreamCreate())
             self._context = None
         else:
-            try:
-                import pycuda.driver as drv
-            except ImportError:
-                raise MissingDependencyError("TensorRT needs device buffers: pip install cuda-python "
-                                             "(or pycuda)") from None
+            drv = optional_import("pycuda.driver", "TensorRT's device buffers (or: pip install cuda-python)")
             self.backend = "pycuda"
             drv.init()
             self._drv = drv
@@ -125,10 +121,7 @@ def gpu_identity() -> dict[str, Any]:
         props = _check(cudart.cudaGetDeviceProperties(0))
         name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
         return {"gpu": name.strip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
-    try:
-        import pycuda.driver as drv
-    except ImportError:
-        raise MissingDependencyError("TensorRT needs cuda-python (pip install cuda-python) or pycuda") from None
+    drv = optional_import("pycuda.driver", "TensorRT's device buffers (or: pip install cuda-python)")
     drv.init()
     device = drv.Device(0)
     major, minor = device.compute_capability()

@@ -7,19 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError, UsageError
+from ..errors import MissingDependencyError, UsageError, optional_import
 from .base import Runner
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
 def import_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingDependencyError("onnxruntime is not installed: pip install onnxruntime "
-                                     "(or onnxruntime-gpu for the CUDA / TensorRT providers)") from None
-    return onnxruntime
+    return optional_import("onnxruntime")
 
 
 class OrtRunner(Runner):

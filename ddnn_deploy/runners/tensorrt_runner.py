@@ -18,23 +18,14 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path
-from ..errors import DDNNError, MissingDependencyError
+from ..errors import DDNNError, EngineMismatchError, optional_import
 from .base import Runner
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-class EngineMismatchError(DDNNError):
-    exit_code = 3
-
-
 def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise MissingDependencyError("TensorRT is not installed: pip install 'ddnn-deploy[trt]' (on JetPack use the "
-                                     "system python3-libnvinfer and a venv with --system-site-packages)") from None
-    return trt
+    return optional_import("tensorrt")
 
 
 def trt_major(version: str) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError
+from ..errors import optional_import
 from .base import Runner
 
 
@@ -19,10 +19,7 @@ class TorchRunner(Runner):
         self.ckpt, self.depth, self.threads, self.device = Path(ckpt), depth, threads, device
 
     def _activate(self) -> None:
-        try:
-            import torch
-        except ImportError:
-            raise MissingDependencyError("the torch runner needs torch: pip install torch==2.13.0") from None
+        torch = optional_import("torch", "the torch runner")
         from ..checkpoint import load_checkpoint
 
         if self.threads:

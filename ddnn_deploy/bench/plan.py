@@ -1,0 +1,119 @@
+"""Which measurements a bench runs: ``plan_jobs(manifest, profile) -> list[Job]``, a pure function.
+
+One ``Job`` per (depth, precision) of a graph; each runs in its own worker process. The choices made
+here: the graph a precision is measured from on each back-end (TensorRT FP16 from the FP16 graph
+when export made one, else from the FP32 graph with the FP16 builder flag; INT8 only from a QDQ graph
+of the back-end's target, the CPU-target graph preferred on onnxruntime when both exist).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+from pydantic import ConfigDict
+
+from ..errors import UsageError
+from ..formats._schema import Schema
+from ..formats.manifest import Artifact, Manifest
+from ..formats.profiles import DeviceProfile, TimingSettings
+
+
+class DatasetRef(Schema):
+    name: str
+    data_dir: Optional[str] = None
+    limit: Optional[int] = None
+
+
+class Job(Schema):
+    """Everything one worker process needs: the graph, the depth, the back-end and the settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str
+    sha256: str
+    depth: int
+    blocks: List[int]
+    kind: str  # "depth" or "selector"
+    backend: str
+    provider: str
+    threads: Optional[int]
+    precision: str  # the precision measured
+    graph_precision: str  # the precision of the graph it is measured from
+    batch_sizes: List[int]
+    static_batch: Optional[int]
+    timing: TimingSettings
+    input_shape: List[int]
+    preprocess: Dict[str, Any]
+    accuracy_batch: int
+    class_names: Optional[List[str]] = None
+    checkpoint: Optional[str] = None
+    engine_cache: Optional[str] = None
+    dataset: Optional[DatasetRef] = None
+
+    @property
+    def selector(self) -> bool:
+        return self.kind == "selector"
+
+    def feed_extra(self) -> Dict[str, Any]:
+        """Inputs besides the image: the selector graph's ``depth``."""
+        import numpy as np
+
+        return {"depth": np.asarray(self.depth, dtype=np.int64)} if self.selector else {}
+
+
+def graph_for(artifact: Artifact, precision: str, profile: DeviceProfile, chosen: Sequence[Artifact]) -> bool:
+    """Whether ``precision`` on ``profile`` is measured from this artifact's graph."""
+    same_depth = [a for a in chosen if a.depth == artifact.depth]
+    if profile.backend == "tensorrt":
+        if precision == "int8":
+            return artifact.precision == "int8" and artifact.target == "tensorrt"
+        # FP16 engines: the FP16 graph where export made one (TensorRT 11 takes precision from the graph),
+        # else the FP32 graph with TensorRT's FP16 builder flag (TensorRT 8.5-10)
+        has_fp16 = any(a.precision == "fp16" for a in same_depth)
+        return artifact.precision == ("fp16" if precision == "fp16" and has_fp16 else "fp32")
+    if artifact.precision != precision:
+        return False
+    if precision == "int8" and artifact.target == "tensorrt":
+        return not any(a.precision == "int8" and a.target == "cpu" for a in same_depth)
+    return True
+
+
+def _select(manifest: Manifest, depths: Optional[Sequence[int]], include_selector: bool) -> List[Artifact]:
+    kinds = ("depth", "selector") if include_selector else ("depth",)
+    chosen = [a for a in manifest.artifacts if a.kind in kinds]
+    if depths:
+        known = manifest.depth_numbers()
+        missing = sorted(set(depths) - set(known))
+        if missing:
+            raise UsageError(f"the artifacts hold no depth {missing}; exported depths: {known}")
+        chosen = [a for a in chosen if a.kind == "selector" or a.depth in depths]
+    return chosen
+
+
+def plan_jobs(manifest: Manifest, profile: DeviceProfile, *, depths: Optional[Sequence[int]] = None,
+              include_selector: bool = False, checkpoint: Optional[str] = None,
+              dataset: Optional[DatasetRef] = None, engine_cache: Optional[str] = None) -> List[Job]:
+    """Every (artifact, depth, precision) the profile measures, in manifest order. Pure: reads nothing."""
+    chosen = _select(manifest, depths, include_selector)
+    jobs = []
+    for artifact in chosen:
+        for precision in profile.precisions:
+            if not graph_for(artifact, precision, profile, chosen):
+                continue
+            for depth in artifact.depths:
+                if depths and artifact.kind == "selector" and depth not in depths:
+                    continue
+                jobs.append(Job(
+                    file=str(manifest.file(artifact)) if manifest._root is not None else artifact.path,
+                    sha256=artifact.sha256, depth=depth, blocks=artifact.blocks_of(depth), kind=artifact.kind,
+                    backend=profile.backend, provider=profile.provider, threads=profile.resolved_threads(),
+                    precision=precision, graph_precision=artifact.precision,
+                    batch_sizes=list(profile.batch_sizes), static_batch=artifact.batch, timing=profile.timing,
+                    input_shape=list(manifest.input_shape), preprocess=manifest.preprocess.to_json_dict(),
+                    accuracy_batch=profile.accuracy_batch, class_names=manifest.class_names or None,
+                    checkpoint=checkpoint, engine_cache=engine_cache, dataset=dataset))
+    if not jobs:
+        raise UsageError(f"no artifact matches profile '{profile.name}' (precisions {list(profile.precisions)}); "
+                         "export or calibrate first")
+    return jobs
+

@@ -1,0 +1,265 @@
+"""Decoding datasets into uint8 numpy arrays: Fashion-MNIST IDX, CIFAR binary, image folders.
+
+CIFAR-10/100 are read in the *binary* format only (never the pickled Python format: unpickling
+data is unsafe). No download code and no torch: the runtime half (calibration, bench) reads data
+here too. Images are uint8 NCHW; their ``Preprocess`` turns them into the model's float input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, optional_import
+from .preprocess import PREPROCESS, Preprocess
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"})
+
+
+@dataclass
+class ImageDataset:
+    """uint8 images (N, C, H, W) with int64 labels, class names and the dataset's preprocessing."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    preprocess: Preprocess
+    name: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def _take(self, index: np.ndarray) -> ImageDataset:
+        return ImageDataset(self.images[index], self.labels[index], self.classes, self.preprocess, self.name)
+
+    def subset(self, count: int | None, seed: int = 0) -> ImageDataset:
+        """A class-balanced-in-expectation random subset of ``count`` samples (all when None)."""
+        if count is None or count >= len(self):
+            return self
+        return self._take(np.sort(np.random.default_rng(seed).permutation(len(self))[:count]))
+
+    def split(self, count: int, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
+        """(the rest, ``count`` held-out samples): a fixed random split, the same for every ``seed`` user."""
+        if not 0 < count < len(self):
+            raise DataError(f"cannot hold out {count} of {len(self)} samples; choose 0 < N < {len(self)}")
+        order = np.random.default_rng(seed).permutation(len(self))
+        return self._take(np.sort(order[count:])), self._take(np.sort(order[:count]))
+
+    def batches(self, batch_size: int, *, limit: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """In-order (float32 input, labels) batches for the PyTorch side; ONNX back-ends read a ``FeedReader``."""
+        total = len(self) if limit is None else min(limit, len(self))
+        for start in range(0, total, batch_size):
+            stop = min(start + batch_size, total)
+            yield self.preprocess.apply(self.images[start:stop]), self.labels[start:stop]
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
+
+
+def _read_maybe_gz(path: Path) -> bytes:
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        return f.read()
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) as used by MNIST and Fashion-MNIST."""
+    path = Path(path)
+    try:
+        raw = _read_maybe_gz(path)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape)) if shape else 0
+    if len(raw) - header != expected:
+        raise DataError(f"{path} is truncated or corrupt: header says {shape}, "
+                        f"found {len(raw) - header} bytes of data")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    raise DataError(f"{folder} has no {stem}[.gz]; expected the four Fashion-MNIST IDX files "
+                    "(install them with: apt-get install -y dataset-fashion-mnist, or pass --data DIR)")
+
+
+def load_fashion_mnist(folder: str | Path | None = None, split: str = "train") -> ImageDataset:
+    """Fashion-MNIST from its IDX files; ``split`` is ``train`` (60k) or ``test`` (10k)."""
+    folder = Path(folder or os.environ.get("DDNN_FASHION_MNIST", FASHION_MNIST_DIR))
+    if not folder.is_dir():
+        raise DataError(f"Fashion-MNIST folder {folder} does not exist; install it with: "
+                        "apt-get install -y dataset-fashion-mnist, or pass --data DIR")
+    _check_split(split)
+    prefix = {"train": "train", "test": "t10k"}[split]
+    images = read_idx(_find_idx(folder, f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(_find_idx(folder, f"{prefix}-labels-idx1-ubyte"))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{folder}: images {images.shape} and labels {labels.shape} do not match")
+    return ImageDataset(images[:, None, :, :].copy(), labels.astype(np.int64), FASHION_MNIST_CLASSES,
+                        PREPROCESS["fashion-mnist"], "fashion-mnist")
+
+
+def _cifar_files(folder: Path, split: str) -> tuple[list[Path], int, str]:
+    """(files, label bytes per record, "cifar10" | "cifar100") found in ``folder``."""
+    c10 = sorted(folder.glob("data_batch_*.bin")) if split == "train" else [folder / "test_batch.bin"]
+    c100 = folder / ("train.bin" if split == "train" else "test.bin")
+    if split == "train" and c10 and len(c10) != 5:
+        raise DataError(f"{folder} holds {len(c10)} of the 5 CIFAR-10 training batches (data_batch_1..5.bin)")
+    if c10 and all(p.exists() for p in c10):
+        return c10, 1, "cifar10"
+    if c100.exists():
+        return [c100], 2, "cifar100"
+    raise DataError(f"{folder} holds no CIFAR binary files (data_batch_1.bin ... or train.bin); "
+                    "the pickled 'python version' is refused on purpose: use the binary version")
+
+
+def _cifar_records(files: Sequence[Path], record: int) -> np.ndarray:
+    chunks = []
+    for path in files:
+        raw = np.fromfile(path, dtype=np.uint8)
+        if raw.size == 0 or raw.size % record:
+            raise DataError(f"{path} is truncated: {raw.size} bytes is not a multiple of {record}")
+        chunks.append(raw.reshape(-1, record))
+    return np.concatenate(chunks)
+
+
+def _cifar100_classes(folder: Path, coarse: bool) -> tuple[str, ...]:
+    names_file = folder / ("coarse_label_names.txt" if coarse else "fine_label_names.txt")
+    if names_file.exists():
+        return tuple(line.strip() for line in names_file.read_text().splitlines() if line.strip())
+    return tuple(str(i) for i in range(20 if coarse else 100))
+
+
+def load_cifar_binary(folder: str | Path, split: str = "train", *, coarse: bool = False,
+                      expect: str | None = None) -> ImageDataset:
+    """CIFAR-10 (``data_batch_*.bin``/``test_batch.bin``) or CIFAR-100 (``train.bin``/``test.bin``)."""
+    _check_split(split)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"CIFAR folder {folder} does not exist; pass --data DIR with the binary-version files")
+    files, label_bytes, name = _cifar_files(folder, split)
+    if expect is not None and name != expect:
+        raise DataError(f"{folder} holds {name}, not {expect}; pass --dataset {name} or the right folder")
+    data = _cifar_records(files, label_bytes + 3 * 32 * 32)
+    label_column = 0 if (label_bytes == 1 or coarse) else 1
+    labels = data[:, label_column].astype(np.int64)
+    images = data[:, label_bytes:].reshape(-1, 3, 32, 32).copy()
+    classes = CIFAR10_CLASSES if name == "cifar10" else _cifar100_classes(folder, coarse)
+    return ImageDataset(images, labels, classes, PREPROCESS[name], name)
+
+
+def _decode_center_crop(image_module: ModuleType, path: Path, size: int, resize: int) -> np.ndarray:
+    """One image: RGB, shorter side resized to ``resize``, centre ``size`` x ``size`` crop, as uint8 CHW."""
+    with image_module.open(path) as img:
+        img = img.convert("RGB")
+        w, h = img.size
+        scale = resize / min(w, h)
+        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), image_module.BILINEAR)
+        w, h = img.size
+        left, top = (w - size) // 2, (h - size) // 2
+        return np.asarray(img.crop((left, top, left + size, top + size))).transpose(2, 0, 1)
+
+
+def load_image_folder(folder: str | Path, *, size: int = 224, resize: int | None = None,
+                      limit: int | None = None) -> ImageDataset:
+    """Images in the ImageNet layout (one sub-folder per class), resized and centre-cropped.
+
+    Decodes eagerly into memory, so it suits calibration and accuracy subsets; use ``limit``.
+    """
+    image_module = optional_import("PIL.Image", "reading image folders")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist")
+    classes = tuple(sorted(d.name for d in folder.iterdir() if d.is_dir()))
+    if not classes:
+        raise DataError(f"{folder} has no class sub-folders (expected ROOT/CLASS/IMAGE.jpg)")
+    files = [(p, i) for i, c in enumerate(classes) for p in sorted((folder / c).iterdir())
+             if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise DataError(f"{folder} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if limit is not None and limit < len(files):
+        keep = np.sort(np.random.default_rng(0).permutation(len(files))[:limit])
+        files = [files[i] for i in keep]
+    resize = resize or int(round(size * 256 / 224))
+    images = np.empty((len(files), 3, size, size), dtype=np.uint8)
+    for n, (path, _) in enumerate(files):
+        images[n] = _decode_center_crop(image_module, path, size, resize)
+    labels = np.array([i for _, i in files], dtype=np.int64)
+    return ImageDataset(images, labels, classes, PREPROCESS["imagefolder"], "imagefolder")
+
+
+def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None, **kwargs: Any) -> ImageDataset:
+    """Load a dataset by name (see ``DATASETS``); ``data_dir`` overrides the default folder.
+
+    ``kwargs`` go to ``load_image_folder`` (``size``, ``resize``, ``limit``) for ``imagefolder``.
+    """
+    if name == "fashion-mnist":
+        return load_fashion_mnist(data_dir, split)
+    if name in ("cifar10", "cifar100"):
+        if data_dir is None:
+            raise DataError(f"{name} needs --data DIR (the binary-version files; nothing is downloaded)")
+        return load_cifar_binary(data_dir, split, expect=name)
+    if name == "imagefolder":
+        if data_dir is None:
+            raise DataError("imagefolder needs --data DIR (ROOT/train/CLASS/*.jpg, ROOT/val/CLASS/*.jpg)")
+        root = Path(data_dir)
+        sub = root / ("train" if split == "train" else "val")
+        return load_image_folder(sub if sub.is_dir() else root, **kwargs)
+    raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+
+
+def _eval_folder(source: str, data_dir: str | None, input_shape: Sequence[int] | None,
+                 class_names: Sequence[str] | None) -> ImageDataset:
+    """A class-per-folder test set, resized to the model's input, labels mapped onto ``class_names``."""
+    folder = Path(data_dir) if source == "imagefolder" and data_dir else Path(source)
+    if source == "imagefolder" and (folder / "val").is_dir():
+        folder = folder / "val"
+    data = load_image_folder(folder, size=int(input_shape[1]) if input_shape else 224)
+    if input_shape and input_shape[0] == 1:
+        data.images = np.round(data.images.astype(np.float32).mean(axis=1, keepdims=True)).astype(np.uint8)
+    if class_names and set(data.classes) <= set(class_names):
+        remap = np.array([list(class_names).index(c) for c in data.classes])
+        data.labels = remap[data.labels]
+        data.classes = tuple(class_names)
+    return data
+
+
+def load_eval_data(source: str, *, data_dir: str | None = None, input_shape: Sequence[int] | None = None,
+                   class_names: Sequence[str] | None = None, limit: int | None = None) -> ImageDataset:
+    """Held-out data for accuracy: a dataset name (its test split) or a folder with one sub-folder per
+    class (resized to the model's input; labels follow ``class_names`` when the folder names match)."""
+    if source in DATASETS and source != "imagefolder":
+        data = load_dataset(source, "test", data_dir)
+    elif source == "imagefolder" or Path(source).is_dir():
+        data = _eval_folder(source, data_dir, input_shape, class_names)
+    else:
+        raise DataError(f"unknown dataset {source!r}: give one of {', '.join(DATASETS)}, a folder of images "
+                        "with one sub-folder per class, or none")
+    if input_shape and tuple(data.input_shape) != tuple(input_shape):
+        raise DataError(f"{source} images are {list(data.input_shape)} (C, H, W) but the model wants "
+                        f"{list(input_shape)}")
+    return data.subset(limit, seed=2)
