@@ -56,10 +56,10 @@ def annotate(results: dict, threads: int) -> None:
 
 
 def main(name: str) -> None:
-    from ddnn_deploy.bench.plot import plot_results
-    from ddnn_deploy.bench.sweep import bench
+    from ddnn_deploy.measure.plot import plot_results
+    from ddnn_deploy.measure.sweep import bench
     from ddnn_deploy.convert import convert_weights
-    from ddnn_deploy.export import export
+    from ddnn_deploy import export
 
     work = Path(tempfile.mkdtemp(prefix=f"ddnn-bench-{name}-"))
     try:

@@ -94,7 +94,7 @@ def main() -> None:
 
     from ddnn_deploy.checkpoint import load_checkpoint
     from ddnn_deploy.convert import convert_weights
-    from ddnn_deploy.export import export
+    from ddnn_deploy import export
 
     work = Path(tempfile.mkdtemp(prefix="ddnn-export-bench-"))
     try:

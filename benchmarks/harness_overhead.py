@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from _common import save_result  # benchmarks/ is on sys.path when a script here runs
 
-from ddnn_deploy.bench.timing import TimingSettings, measure
+from ddnn_deploy.measure.timing import TimingSettings, measure
 from ddnn_deploy.runners import OrtRunner
 
 ROOT = Path(__file__).resolve().parents[1]

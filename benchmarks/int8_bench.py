@@ -28,7 +28,7 @@ def main(name: str, depths: str | None = None) -> None:
     from export_bench import paired_latency, session
 
     from ddnn_deploy.convert import convert_weights
-    from ddnn_deploy.export import export
+    from ddnn_deploy import export
     from ddnn_deploy.quantize import calibrate
 
     work = Path(tempfile.mkdtemp(prefix=f"ddnn-int8-{name}-"))

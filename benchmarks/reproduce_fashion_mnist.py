@@ -75,7 +75,7 @@ def run_all(args: argparse.Namespace) -> None:
 
 
 def collect(args: argparse.Namespace) -> dict:
-    from ddnn_deploy.bench.environment import cpu_model
+    from ddnn_deploy.measure.environment import cpu_model
     from ddnn_deploy.checkpoint import load_checkpoint
 
     work = Path(args.work)

@@ -42,7 +42,7 @@ def tiny_ckpt(tmp_path_factory, fashion_mnist_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_artifacts(tiny_ckpt, tmp_path_factory) -> Path:
     """tiny_ckpt exported: every depth + the selector, not simplified. Shared: copy it before changing it."""
-    from ddnn_deploy.export import export
+    from ddnn_deploy import export
 
     out = tmp_path_factory.mktemp("export") / "artifacts"
     export(tiny_ckpt, out, selector=True, simplify=False)

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ddnn_deploy.bench.artifacts import ArtifactsError, load_manifest
-from ddnn_deploy.bench.profiles import get_profile, load_profiles
-from ddnn_deploy.bench.sweep import bench
-from ddnn_deploy.bench.timing import TimingSettings, latency_stats, measure
-from ddnn_deploy.cli import commands  # noqa: F401
-from ddnn_deploy.cli.main import cli
-from ddnn_deploy.errors import MissingDependencyError, UsageError
+from ddnn_deploy.cli import cli
+from ddnn_deploy.errors import ArtifactsError, MissingDependencyError, ResultsError, UsageError
+from ddnn_deploy.formats.manifest import FORMAT as MANIFEST_FORMAT
+from ddnn_deploy.formats.manifest import read_manifest
+from ddnn_deploy.formats.profiles import TimingSettings, get_profile, load_profiles
+from ddnn_deploy.formats.results import FORMAT, read_results
+from ddnn_deploy.measure.sweep import bench
+from ddnn_deploy.measure.timing import latency_stats, measure
 from ddnn_deploy.evaluation import evaluate_checkpoint
 
 QUICK = """
@@ -47,7 +48,7 @@ def test_timing_statistics():
     assert stats["min"] == 1 and stats["max"] == 100 and stats["p50"] == 3 and stats["n"] == 5
     assert stats["p90"] == pytest.approx(61.6) and stats["mean"] == pytest.approx(22.0)
     calls = []
-    stats, samples = measure(lambda: calls.append(1), TimingSettings(3, 0.0, 7, 0.0))
+    stats, samples = measure(lambda: calls.append(1), TimingSettings(warmup_iters=3, warmup_seconds=0.0, min_iters=7, min_seconds=0.0))
     assert len(samples) == 7 and len(calls) == 10 and stats["n"] == 7
 
 
@@ -62,10 +63,10 @@ def test_profiles_builtin_toml_and_errors(tmp_path, profiles):
     with pytest.raises(UsageError, match="not valid TOML"):
         load_profiles(bad)
     bad.write_text("[profiles.x]\nthreds = 1\n")
-    with pytest.raises(UsageError, match="unknown keys \\['threds'\\]"):
+    with pytest.raises(UsageError, match="profiles.x: threds: is not a known key"):
         load_profiles(bad)
     bad.write_text("[profiles.x]\nbackend = 'openvino'\n")
-    with pytest.raises(UsageError, match="unknown backend"):
+    with pytest.raises(UsageError, match="profiles.x: backend must be one of onnxruntime"):
         load_profiles(bad)
 
 
@@ -81,7 +82,7 @@ def test_bench_measures_every_depth_and_fp32_accuracy_equals_pytorch(artifacts, 
     on_disk = json.loads(results_path.read_text())
     assert on_disk["format"] == "ddnn-deploy.bench" and on_disk["version"] == 1
     assert results_path.with_suffix(".csv").read_text().startswith("depth,blocks,kind,precision")
-    rows = results["rows"]
+    rows = results.to_json_dict()["rows"]
     assert {(r["depth"], r["kind"], r["batch"]) for r in rows} == {
         (d, k, b) for d in (8, 14) for k in ("depth", "selector") for b in (1, 2)}
     reference = {r["depth"]: r for r in evaluate_checkpoint(str(tiny_ckpt), limit=300)["depths"]}
@@ -93,7 +94,7 @@ def test_bench_measures_every_depth_and_fp32_accuracy_equals_pytorch(artifacts, 
         assert row["accuracy"]["top1"] == pytest.approx(reference[row["depth"]]["top1"], abs=1e-9)
         assert row["accuracy"]["top5"] == pytest.approx(reference[row["depth"]]["top5"], abs=1e-9)
         assert row["memory_mb"]["peak_rss_mb"] > 10
-    env = results["device"]["environment"]
+    env = results.device["environment"]
     assert env["cores"] and env["cpu"] and env["libraries"]["onnxruntime"]
 
 
@@ -126,16 +127,21 @@ def test_tampered_artifacts_are_refused(artifacts, tmp_path):
 
     copy = tmp_path / "copy"
     shutil.copytree(artifacts, copy)
-    manifest = load_manifest(copy)
-    victim = copy / manifest["artifacts"][0]["path"]
+    manifest = read_manifest(copy)
+    victim = copy / manifest.artifacts[0].path
     victim.write_bytes(victim.read_bytes() + b"\0")
     with pytest.raises(ArtifactsError, match="no longer matches the sha256"):
-        load_manifest(copy)
+        read_manifest(copy)
     data = json.loads((copy / "manifest.json").read_text())
     data["artifacts"][0]["path"] = "../../etc/passwd"
     (copy / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(ArtifactsError, match="outside"):
-        load_manifest(copy)
+    with pytest.raises(ArtifactsError, match="artifacts\\[0\\].path: must be a relative path inside the folder"):
+        read_manifest(copy)
+    (copy / "escape.onnx").symlink_to("/etc/passwd")  # a path that looks inside but resolves outside
+    data["artifacts"][0]["path"] = "escape.onnx"
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactsError, match="points outside"):
+        read_manifest(copy)
 
 
 @pytest.mark.parametrize("content, message", [
@@ -145,16 +151,13 @@ def test_tampered_artifacts_are_refused(artifacts, tmp_path):
     ('{"format": "%s", "version": 99}', "version 99; this tool reads version 1"),
 ])
 def test_foreign_or_future_json_files_are_refused_in_one_line(tmp_path, content, message):
-    from ddnn_deploy.bench.artifacts import MANIFEST_FORMAT
-    from ddnn_deploy.bench.results import FORMAT, ResultsError, load_results
-
     (tmp_path / "manifest.json").write_text(content.replace("%s", MANIFEST_FORMAT))
     with pytest.raises(ArtifactsError, match=message) as caught:
-        load_manifest(tmp_path)
+        read_manifest(tmp_path)
     assert "\n" not in str(caught.value) and "re-export" in str(caught.value)
     (tmp_path / "results.json").write_text(content.replace("%s", FORMAT))
     with pytest.raises(ResultsError, match=message):
-        load_results(tmp_path / "results.json")
+        read_results(tmp_path / "results.json")
 
 
 def test_a_crashing_worker_records_a_failed_row_and_the_sweep_goes_on(artifacts, profiles, tmp_path):
@@ -171,9 +174,9 @@ def test_a_crashing_worker_records_a_failed_row_and_the_sweep_goes_on(artifacts,
     data["artifacts"][0]["bytes"] = first.stat().st_size
     (copy / "manifest.json").write_text(json.dumps(data))
     results = bench(copy, device="quick", profiles_file=profiles, progress=False)
-    status = {(r["depth"], r["batch"]): r["status"] for r in results["rows"]}
+    status = {(r.depth, r.batch): r.status for r in results.rows}
     assert status[(8, 1)] == "error" and status[(14, 1)] == "ok"
-    assert "INVALID_PROTOBUF" in results["rows"][0]["error"] or "Load model" in results["rows"][0]["error"]
+    assert "INVALID_PROTOBUF" in results.rows[0].error or "Load model" in results.rows[0].error
 
 
 def test_runtime_side_works_without_torch(artifacts, profiles, tmp_path):
@@ -200,6 +203,6 @@ def test_torch_reference_backend(artifacts, tiny_ckpt, tmp_path):
     results = bench(artifacts, device="ref", profiles_file=profiles, checkpoint=str(tiny_ckpt), dataset="fashion-mnist",
                     limit=200, progress=False)
     reference = {r["depth"]: r for r in evaluate_checkpoint(str(tiny_ckpt), limit=200)["depths"]}
-    for row in results["rows"]:
-        assert row["status"] == "ok" and row["backend"] == "torch", row.get("error")
-        assert row["accuracy"]["top1"] == pytest.approx(reference[row["depth"]]["top1"])
+    for row in results.rows:
+        assert row.status == "ok" and row.backend == "torch", row.error
+        assert row.top1 == pytest.approx(reference[row.depth]["top1"])

@@ -31,7 +31,9 @@ def test_round_trip(tmp_path):
     for key, value in ckpt.state_dict.items():
         assert torch.equal(loaded.state_dict[key], value)
     model = loaded.build(DepthConfig((1, 1, 1)))
-    assert torch.equal(model.bn1.running_mean, torch.full((4,), 0.5))  # the depth's own BN statistics
+    assert model.default_depth == DepthConfig((1, 1, 1)) and not model.training
+    assert torch.equal(model.depth_bn_stats(8)["bn1.running_mean"], torch.full((4,), 0.5))  # its own BN statistics
+    assert torch.equal(model.bn1.running_mean, ckpt.state_dict["bn1.running_mean"])  # buffers stay the shared ones
     assert loaded.metrics == ckpt.metrics and loaded.class_names == ckpt.class_names
     # loadable with weights_only=True by anyone, not only by this tool
     raw = torch.load(path, weights_only=True)

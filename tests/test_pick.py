@@ -6,7 +6,9 @@ from ddnn_deploy.pick import NothingFitsError, pick_depth
 
 def _row(depth, p90, top1, batch=1, status="ok", precision="fp32"):
     return {"depth": depth, "blocks": None, "precision": precision, "backend": "onnxruntime", "batch": batch,
-            "status": status, "latency_ms": {"p50": p90 * 0.9, "p90": p90, "mean": p90 * 0.95},
+            "status": status, "latency_ms": None if status != "ok" else {
+                "mean": p90 * 0.95, "std": 0.01, "min": p90 * 0.8, "p50": p90 * 0.9, "p90": p90, "p95": p90 * 1.01,
+                "p99": p90 * 1.02, "max": p90 * 1.1, "n": 100},
             "accuracy": {"top1": top1, "top5": 99.0} if top1 is not None else None}
 
 

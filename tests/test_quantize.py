@@ -8,11 +8,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from ddnn_deploy.bench.artifacts import ArtifactsError, load_manifest
 from ddnn_deploy.data import PREPROCESS
-from ddnn_deploy.errors import DataError, UsageError
+from ddnn_deploy.errors import AccuracyDropError, ArtifactsError, DataError, UsageError
+from ddnn_deploy.formats.manifest import read_manifest
 from ddnn_deploy.quantize import QuantConfig, calibrate
-from ddnn_deploy.quantize.calibrate import AccuracyDropError
 from ddnn_deploy.quantize.reader import FeedReader
 
 
@@ -51,7 +50,7 @@ def test_feed_reader_is_a_calibration_data_reader():
 def test_calibrate_every_depth_for_cpu_and_tensorrt(artifacts):
     # the tiny one-epoch model is near chance level, so INT8 noise moves it by a point or two: the guard's
     # threshold is exercised in its own test; the demo model's drops are measured in benchmarks/
-    manifest = calibrate(artifacts, eval_samples=300, max_drop=10.0)
+    manifest = calibrate(artifacts, eval_samples=300, max_drop=10.0, progress=False).to_json_dict()
     int8 = {a["depth"]: a for a in manifest["artifacts"] if a["precision"] == "int8"}
     assert sorted(int8) == [8, 14]
     for entry in int8.values():
@@ -62,10 +61,10 @@ def test_calibrate_every_depth_for_cpu_and_tensorrt(artifacts):
         ops = {n.op_type for n in onnx.load(str(artifacts / entry["path"])).graph.node}
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
         assert _zero_point_types(artifacts / entry["path"]) == {"uint8"}  # unsigned activations for x86
-    load_manifest(artifacts)  # sha256 of every file, new ones included, verifies
+    read_manifest(artifacts)  # sha256 of every file, new ones included, verifies
     assert any(a["kind"] == "selector" and a["precision"] == "fp32" for a in manifest["artifacts"])
 
-    trt = calibrate(artifacts, target="tensorrt", depths=[8], eval_samples=None)
+    trt = calibrate(artifacts, QuantConfig(target="tensorrt"), depths=[8], eval_samples=None).to_json_dict()
     entry = next(a for a in trt["artifacts"] if a.get("target") == "tensorrt")
     assert _zero_point_types(artifacts / entry["path"]) == {"int8"}  # symmetric signed for TensorRT
     assert len([a for a in trt["artifacts"] if a["precision"] == "int8"]) == 3
@@ -81,17 +80,19 @@ def test_accuracy_guard_names_the_depth_and_keeps_fp32(artifacts):
 
 
 def test_recalibration_replaces_old_int8_files_atomically(artifacts):
-    first = calibrate(artifacts, depths=[8], eval_samples=None, dataset="random", samples=8)
+    first = calibrate(artifacts, depths=[8], eval_samples=None, dataset="random", samples=8).to_json_dict()
     old = next(a["path"] for a in first["artifacts"] if a["precision"] == "int8")
-    second = calibrate(artifacts, depths=[8], eval_samples=None, method="percentile", samples=64)
+    second = calibrate(artifacts, QuantConfig(method="percentile", percentile=99.9), depths=[8], eval_samples=None,
+                       samples=64).to_json_dict()
     new = [a for a in second["artifacts"] if a["precision"] == "int8"]
     assert len(new) == 1 and new[0]["path"] != old and new[0]["method"] == "percentile"
+    assert new[0]["percentile"] == 99.9
     assert not (artifacts / old).exists() and (artifacts / new[0]["path"]).exists()
-    load_manifest(artifacts)  # every listed file still matches its sha256
+    read_manifest(artifacts)  # every listed file still matches its sha256
 
 
 def test_random_calibration_is_marked_not_valid_for_accuracy(artifacts):
-    manifest = calibrate(artifacts, dataset="random", samples=16, depths=[8])
+    manifest = calibrate(artifacts, dataset="random", samples=16, depths=[8]).to_json_dict()
     entry = next(a for a in manifest["artifacts"] if a["precision"] == "int8")
     assert entry["calibration"]["valid_for_accuracy"] is False and "accuracy" not in entry
 
@@ -99,7 +100,11 @@ def test_random_calibration_is_marked_not_valid_for_accuracy(artifacts):
 def test_bad_input_leaves_artifacts_untouched(artifacts, tmp_path):
     before = (artifacts / "manifest.json").read_bytes()
     with pytest.raises(UsageError, match="unknown calibration method"):
-        calibrate(artifacts, method="kl")
+        calibrate(artifacts, QuantConfig(method="kl"))
+    with pytest.raises(UsageError, match="config must be a QuantConfig, not str"):
+        calibrate(artifacts, "tensorrt")
+    with pytest.raises(UsageError, match="percentile must be a number"):
+        QuantConfig(percentile=120)
     with pytest.raises(UsageError, match="unknown INT8 target"):
         QuantConfig(target="npu")
     wrong = tmp_path / "wrong.npz"

@@ -54,7 +54,7 @@ def test_missing_tensorrt_is_one_clear_error():
 def test_engine_builds_caches_and_matches_onnxruntime(tiny_ckpt, tmp_path):  # pragma: no cover - needs a GPU
     import numpy as np
 
-    from ddnn_deploy.export import export
+    from ddnn_deploy import export
     from ddnn_deploy.runners import OrtRunner
 
     manifest = export(tiny_ckpt, tmp_path / "a", depths="8", simplify=False)

@@ -1,5 +1,21 @@
-"""The command line: ``ddnn-deploy`` (also ``python -m ddnn_deploy``)."""
+"""The command line: ``ddnn-deploy`` (also ``python -m ddnn_deploy``).
 
-from .main import cli, main
+Every command is registered here, explicitly: ``from ddnn_deploy.cli import cli`` has them all.
+"""
 
-__all__ = ["cli", "main"]
+from __future__ import annotations
+
+from .commands import bench_command, calibrate_command, convert, eval_command, export_command, info, pick_command, train
+from .demo_cmd import demo
+from .main import cli
+
+COMMANDS = (train, eval_command, info, convert, export_command, calibrate_command, bench_command, pick_command, demo)
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="ddnn-deploy")
+
+
+__all__ = ["COMMANDS", "cli", "main"]

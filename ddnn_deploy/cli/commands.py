@@ -1,16 +1,20 @@
-"""ddnn-deploy's commands: train, eval, info, convert."""
+"""ddnn-deploy's commands. Each parses its options, calls ONE library function and prints (a table, or
+JSON with ``--json``). Choices and defaults come from the library; registration is in ``cli/__init__``."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import shutil
 
 import click
 
-from .main import cli
-
-_MODES = ["ekd", "ce", "ipkd", "ipkd-ta", "individual"]
-_DATASETS = ["fashion-mnist", "cifar10", "cifar100", "imagefolder"]
+from ..data import DATASETS
+from ..distill.config import MODES, TrainConfig
+from ..distill.config import default as train_default
+from ..onnx_export.settings import DEFAULT_OPSET, EXPORTERS, FP32_TOLERANCE
+from ..formats.profiles import BUILTIN_PROFILES
+from ..formats.results import LATENCY_STATS
+from ..quantize.config import METHODS, TARGETS, QuantConfig
 
 
 def _depth_numbers(text: str | None) -> list[int] | None:
@@ -29,54 +33,11 @@ def _echo_json(payload: object) -> None:
     click.echo(json.dumps(payload, indent=2))
 
 
-@cli.command()
-@click.option("--arch", default="cifar_resnet20", show_default=True, help="Architecture (see `info --arch`).")
-@click.option("--depths", default=None, help="Depths to train together, e.g. 8,14,20 or 1-1-1,3-3-3 "
-              "(default: every depth in the architecture's table).")
-@click.option("--dataset", type=click.Choice(_DATASETS), default="fashion-mnist", show_default=True)
-@click.option("--data", "data_dir", default=None, help="Dataset folder (default for Fashion-MNIST: "
-              "/usr/share/datasets/fashion-mnist).")
-@click.option("--width", type=int, default=None, help="Base channel width (CIFAR ResNet default 16, ResNet 64).")
-@click.option("--mode", type=click.Choice(_MODES), default="ekd", show_default=True,
-              help="ekd: the paper; ce: hard labels only; ipkd / ipkd-ta: inplace distillation "
-              "(with teacher assistants); individual: each depth as its own network.")
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=0.1, show_default=True)
-@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
-@click.option("--warmup-epochs", type=float, default=1.0, show_default=True)
-@click.option("--kl-weight", type=float, default=1.0, show_default=True)
-@click.option("--at-weight", type=float, default=100.0, show_default=True,
-              help="Weight of the attention-map MSE (its raw value is ~1e-3, so it needs a large weight).")
-@click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", required=True, help="Checkpoint to write (atomically, after every epoch).")
-@click.option("--resume", is_flag=True, help="Continue the unfinished run saved at --out.")
-@click.option("--init", default=None, help="Start from the weights of this ddnn-deploy checkpoint.")
-@click.option("--device", default=None, help="torch device (default: cuda when available, else cpu).")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
-@click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
-@click.option("--train-limit", type=int, default=None, help="Train on a random subset of this many images.")
-@click.option("--test-limit", type=int, default=None, help="Evaluate on a random subset of this many images.")
-@click.option("--holdout", type=int, default=0, show_default=True,
-              help="Hold out N training images (a fixed split) and evaluate on them instead of the test set: "
-                   "tune hyper-parameters this way, never on the test set.")
-@click.option("--recal-samples", type=int, default=10000, show_default=True,
-              help="Training images used to recalibrate each depth's BN statistics.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-def train(**opts) -> None:
-    """Train a DDNN checkpoint (EKD by default); works under torchrun for DDP."""
-    from ..distill.trainer import TrainConfig
-    from ..distill.trainer import train as run_train
-
-    opts["amp"] = not opts.pop("no_amp")
-    opts["progress"] = not opts.pop("no_progress")
-    run_train(TrainConfig(**opts), log=lambda m: click.echo(m, err=True))
+def _log(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
-    import shutil
-
     from rich.console import Console
     from rich.table import Table
 
@@ -95,10 +56,57 @@ def _fmt_count(n: float) -> str:
     return str(int(n))
 
 
-@cli.command("eval")
+def _train_option(name: str, type_: type, help_text: str | None = None):
+    return click.option(f"--{name.replace('_', '-')}", name, type=type_, default=train_default(name),
+                        show_default=True, help=help_text)
+
+
+@click.command("train")
+@click.option("--arch", default=train_default("arch"), show_default=True, help="Architecture (see `info --arch`).")
+@click.option("--depths", default=None, help="Depths to train together, e.g. 8,14,20 or 1-1-1,3-3-3 "
+              "(default: every depth in the architecture's table).")
+@click.option("--dataset", type=click.Choice(DATASETS), default=train_default("dataset"), show_default=True)
+@click.option("--data", "data_dir", default=None, help="Dataset folder (default for Fashion-MNIST: "
+              "/usr/share/datasets/fashion-mnist).")
+@click.option("--width", type=int, default=None, help="Base channel width (CIFAR ResNet default 16, ResNet 64).")
+@click.option("--mode", type=click.Choice(MODES), default=train_default("mode"), show_default=True,
+              help="ekd: the paper; ce: hard labels only; ipkd / ipkd-ta: inplace distillation "
+              "(with teacher assistants); individual: each depth as its own network.")
+@_train_option("epochs", int)
+@_train_option("batch_size", int)
+@_train_option("lr", float)
+@_train_option("weight_decay", float)
+@_train_option("warmup_epochs", float)
+@_train_option("kl_weight", float)
+@_train_option("at_weight", float, "Weight of the attention-map MSE (its raw value is ~1e-3, so it needs a "
+               "large weight).")
+@_train_option("temperature", float)
+@_train_option("seed", int)
+@click.option("--out", required=True, help="Checkpoint to write (atomically, after every epoch).")
+@click.option("--resume", is_flag=True, help="Continue the unfinished run saved at --out.")
+@click.option("--init", default=None, help="Start from the weights of this ddnn-deploy checkpoint.")
+@click.option("--device", default=None, help="torch device (default: cuda when available, else cpu).")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+@click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
+@click.option("--train-limit", type=int, default=None, help="Train on a random subset of this many images.")
+@click.option("--test-limit", type=int, default=None, help="Evaluate on a random subset of this many images.")
+@_train_option("holdout", int, "Hold out N training images (a fixed split) and evaluate on them instead of the "
+               "test set: tune hyper-parameters this way, never on the test set.")
+@_train_option("recal_samples", int, "Training images used to recalibrate each depth's BN statistics.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def train(**opts) -> None:
+    """Train a DDNN checkpoint (EKD by default); works under torchrun for DDP."""
+    from ..distill.trainer import train as run_train
+
+    opts["amp"] = not opts.pop("no_amp")
+    opts["progress"] = not opts.pop("no_progress")
+    run_train(TrainConfig(**opts), log=_log)
+
+
+@click.command("eval")
 @click.option("--ckpt", required=True, help="ddnn-deploy checkpoint.")
 @click.option("--depths", default=None, help="Depths to evaluate (default: every depth in the checkpoint).")
-@click.option("--dataset", type=click.Choice(_DATASETS), default=None,
+@click.option("--dataset", type=click.Choice(DATASETS), default=None,
               help="Dataset (default: the one the checkpoint was trained on).")
 @click.option("--data", "data_dir", default=None, help="Dataset folder.")
 @click.option("--limit", type=int, default=None, help="Evaluate on a random subset of this many test images.")
@@ -118,7 +126,7 @@ def eval_command(ckpt, depths, dataset, data_dir, limit, device, as_json) -> Non
                   for r in result["depths"]])
 
 
-@cli.command()
+@click.command("info")
 @click.option("--arch", default=None, help="Architecture name.")
 @click.option("--ckpt", default=None, help="ddnn-deploy checkpoint.")
 @click.option("--depths", default=None, help="Depths to describe (default: all in the table).")
@@ -145,7 +153,7 @@ def info(arch, ckpt, depths, input_size, in_channels, num_classes, width, as_jso
     _print_table(f"{result['arch']}, input {'x'.join(map(str, result['input_shape']))}", columns, rows)
 
 
-@cli.command()
+@click.command("convert")
 @click.option("--arch", required=True, help="Architecture name, e.g. resnet50.")
 @click.option("--weights", default=None, help="torchvision/timm state_dict (.pth/.pt/.safetensors); "
               "omit for a seeded random init (latency studies).")
@@ -162,44 +170,44 @@ def convert(arch, weights, depths, num_classes, in_channels, input_size, width, 
 
     ckpt = convert_weights(arch=arch, weights=weights, depths=depths, num_classes=num_classes,
                            in_channels=in_channels, input_size=input_size, width=width, seed=seed, out=out)
-    click.echo(f"wrote {out}: {arch}, depths {', '.join(str(ckpt.spec.depth_of(c)) for c in ckpt.depths)}",
-               err=True)
+    _log(f"wrote {out}: {arch}, depths {', '.join(str(ckpt.spec.depth_of(c)) for c in ckpt.depths)}")
 
 
-@cli.command("export")
+@click.command("export")
 @click.option("--ckpt", required=True, help="ddnn-deploy checkpoint.")
 @click.option("--out", required=True, help="Output directory (built beside it, moved into place when verified).")
 @click.option("--depths", default=None, help="Depths to export (default: every depth in the checkpoint).")
 @click.option("--selector", is_flag=True, help="Also write one graph with a depth selector input.")
-@click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True)
 @click.option("--input-size", type=int, default=None, help="Input height = width (default: the checkpoint's).")
 @click.option("--batch", type=int, default=None, help="Static batch size (default: dynamic batch axis).")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
-@click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True,
+@click.option("--exporter", type=click.Choice(EXPORTERS), default=EXPORTERS[0], show_default=True,
               help="torch.onnx exporter, passed explicitly and recorded (dynamo needs onnxscript).")
-@click.option("--tolerance", type=float, default=1e-4, show_default=True,
+@click.option("--tolerance", type=float, default=FP32_TOLERANCE, show_default=True,
               help="Largest allowed |onnx - torch| relative to the largest |logit|.")
 @click.option("--fp16", is_flag=True, help="Also write an FP16 graph per depth (float32 input/output), "
               "for back-ends that take precision from the graph, e.g. TensorRT 11.")
 @click.option("--force", is_flag=True, help="Replace an output directory that already holds files.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest on stdout.")
 def export_command(ckpt, out, depths, selector, opset, input_size, batch, no_simplify, exporter, tolerance, fp16,
-                   force, as_json) -> None:
+                   force, no_progress, as_json) -> None:
     """Slice a checkpoint into verified per-depth ONNX graphs (+ an optional selector graph)."""
-    from ..export import export
+    from ..onnx_export.api import export
 
     manifest = export(ckpt, out, depths=depths, selector=selector, opset=opset, input_size=input_size, batch=batch,
                       simplify=not no_simplify, force=force, exporter=exporter, tolerance=tolerance, fp16=fp16,
-                      progress=lambda m: click.echo(m, err=True))
+                      progress=not no_progress, log=_log)
     if as_json:
-        _echo_json(manifest)
+        _echo_json(manifest.to_json_dict())
         return
     rows = []
-    for a in manifest["artifacts"]:
-        depth = a["depth"] if a["kind"] == "depth" else ",".join(map(str, a["depth"]))
-        rows.append([depth, f"{a['kind']} {a['precision']}", a["path"], f"{a['bytes'] / 1e6:.2f} MB",
-                     _fmt_count(a["params"]), "yes" if a["simplified"] else "no", f"{a['parity']['max_rel_err']:.1e}"])
-    _print_table(f"{out}/manifest.json ({manifest['export_seconds']:.0f} s)",
+    for a in manifest.artifacts:
+        depth = a.depth if a.kind == "depth" else ",".join(map(str, a.depths))
+        rows.append([depth, f"{a.kind} {a.precision}", a.path, f"{a.bytes / 1e6:.2f} MB", _fmt_count(a.params or 0),
+                     "yes" if a.simplified else "no", f"{(a.parity or {}).get('max_rel_err', 0):.1e}"])
+    _print_table(f"{out}/manifest.json ({manifest.export_seconds or 0:.0f} s)",
                  ["depth", "kind", "file", "size", "params", "onnxsim", "parity (rel)"], rows)
 
 
@@ -209,12 +217,26 @@ def _print_pick(pick) -> None:
                f"{pick.stat} {pick.latency_ms:.3f} ms <= {pick.budget_ms:g} ms{acc}")
 
 
-@cli.command("bench")
+def _print_bench(results, title: str) -> None:
+    rows = []
+    for r in results.rows:
+        lat, acc, mem = r.latency_ms, r.accuracy, r.memory_mb or {}
+        rows.append([r.depth, r.kind, r.precision, r.batch, f"{lat.p50:.3f}" if lat else "-",
+                     f"{lat.p90:.3f}" if lat else "-", f"{r.throughput:.1f}" if r.throughput else "-",
+                     f"{acc.top1:.2f}" if acc and acc.top1 is not None else "-",
+                     f"{mem.get('peak_rss_mb') or 0:.0f}" if r.memory_mb else "-",
+                     r.status if r.status == "ok" else f"{r.status}: {r.error}"])
+    _print_table(title, ["depth", "kind", "precision", "batch", "p50 ms", "p90 ms", "img/s", "top-1 %", "peak MB",
+                         "status"], rows)
+
+
+@click.command("bench")
 @click.option("--artifacts", required=True, help="Export directory (manifest.json + graphs).")
-@click.option("--device", default="x86-cpu", show_default=True, help="Device profile (x86-cpu, cuda, jetson, ...).")
+@click.option("--device", default="x86-cpu", show_default=True,
+              help=f"Device profile ({', '.join(BUILTIN_PROFILES)}, or one from --profiles).")
 @click.option("--profiles", "profiles_file", default=None, help="TOML file adding or overriding device profiles.")
-@click.option("--dataset", default=None, help="Dataset for accuracy (fashion-mnist, cifar10, cifar100, "
-              "imagefolder, or none for latency only).")
+@click.option("--dataset", default=None, help=f"Dataset for accuracy ({', '.join(DATASETS)}, a folder with one "
+              "sub-folder per class, or none for latency only).")
 @click.option("--data", "data_dir", default=None, help="Dataset folder.")
 @click.option("--limit", type=int, default=None, help="Measure accuracy on this many test images.")
 @click.option("--depths", default=None, help="Depth numbers to measure, e.g. 8,20 (default: all).")
@@ -224,96 +246,79 @@ def _print_pick(pick) -> None:
 @click.option("--engine-cache", default=None, help="TensorRT engine cache (default: ARTIFACTS/engines).")
 @click.option("--precision", default=None, help="Precisions to measure, e.g. fp32,int8 (default: the profile's).")
 @click.option("--budget-ms", type=float, default=None, help="Also print the depth this budget picks.")
-@click.option("--stat", default="p90", show_default=True, help="Latency statistic for --budget-ms.")
+@click.option("--stat", type=click.Choice(LATENCY_STATS), default="p90", show_default=True,
+              help="Latency statistic for --budget-ms.")
 @click.option("--no-progress", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results on stdout.")
 def bench_command(artifacts, device, profiles_file, dataset, data_dir, limit, depths, include_selector, ckpt,
                   results_path, engine_cache, precision, budget_ms, stat, no_progress, as_json) -> None:
     """Measure latency, throughput, accuracy and memory of every depth on a device profile."""
-    from ..bench.plot import plot_results
-    from ..bench.sweep import bench
+    from ..measure.sweep import bench
+    from ..pick import check_budget, pick_depth
 
-    depth_list = _depth_numbers(depths)
     if budget_ms is not None:
-        from ..pick import check_budget
-
         check_budget(budget_ms, stat)
     results = bench(artifacts, device=device, profiles_file=profiles_file, dataset=dataset, data_dir=data_dir,
-                    limit=limit, depths=depth_list, include_selector=include_selector, checkpoint=ckpt,
+                    limit=limit, depths=_depth_numbers(depths), include_selector=include_selector, checkpoint=ckpt,
                     results_path=results_path, engine_cache=engine_cache, progress=not no_progress,
-                    precisions=precision.split(",") if precision else None,
-                    log=lambda m: click.echo(m, err=True))
-    plot = plot_results(results, Path(results_path).with_suffix(".png"))
+                    precisions=precision.split(",") if precision else None, log=_log)
     if as_json:
-        _echo_json(results)
+        _echo_json(results.to_json_dict())
     else:
-        rows = []
-        for r in results["rows"]:
-            lat, acc = r.get("latency_ms") or {}, r.get("accuracy") or {}
-            rows.append([r["depth"], r.get("kind", "depth"), r["precision"], r["batch"],
-                         f"{lat['p50']:.3f}" if lat else "-", f"{lat['p90']:.3f}" if lat else "-",
-                         f"{r['throughput']:.1f}" if r.get("throughput") else "-",
-                         f"{acc['top1']:.2f}" if acc.get("top1") is not None else "-",
-                         f"{(r.get('memory_mb') or {}).get('peak_rss_mb', 0):.0f}" if r.get("memory_mb") else "-",
-                         r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error')}"])
-        _print_table(f"{results['arch']} on {device} -> {results_path}" + (f", {plot}" if plot else ""),
-                     ["depth", "kind", "precision", "batch", "p50 ms", "p90 ms", "img/s", "top-1 %", "peak MB",
-                      "status"], rows)
+        _print_bench(results, f"{results.arch} on {device} -> {results_path}")
     if budget_ms is not None:
-        from ..pick import pick_depth
-
-        _print_pick(pick_depth(results["rows"], budget_ms, stat=stat))
+        _print_pick(pick_depth(results, budget_ms, stat=stat))
 
 
-@cli.command("pick")
+@click.command("pick")
 @click.option("--results", "results_path", default="results.json", show_default=True)
 @click.option("--budget-ms", type=float, required=True, help="Latency budget in milliseconds.")
-@click.option("--stat", default="p90", show_default=True, help="mean, min, p50, p90, p95, p99 or max.")
+@click.option("--stat", type=click.Choice(LATENCY_STATS), default="p90", show_default=True)
 @click.option("--min-accuracy", type=float, default=None, help="Lowest acceptable top-1 (%).")
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def pick_command(results_path, budget_ms, stat, min_accuracy, batch, as_json) -> None:
     """The most accurate depth whose latency fits the budget (ties go to the faster)."""
-    from ..bench.results import load_results
+    from ..formats.results import read_results
     from ..pick import pick_depth
 
-    results = load_results(results_path)
-    pick = pick_depth(results["rows"], budget_ms, stat=stat, min_accuracy=min_accuracy, batch=batch)
+    pick = pick_depth(read_results(results_path), budget_ms, stat=stat, min_accuracy=min_accuracy, batch=batch)
     if as_json:
         _echo_json(pick.to_dict())
     else:
         _print_pick(pick)
 
 
-@cli.command("calibrate")
+@click.command("calibrate")
 @click.option("--artifacts", required=True, help="Export directory (manifest.json + FP32 graphs).")
 @click.option("--dataset", default=None, help="Calibration data: a dataset name (training split), a folder of "
-              "images, a .npz sample, or 'random' (default: calibration/ sample of the manifest's dataset).")
+              "images, a .npz sample, or 'random' (default: the bundled sample of the manifest's dataset).")
 @click.option("--samples", type=int, default=512, show_default=True)
-@click.option("--target", type=click.Choice(["cpu", "tensorrt"]), default="cpu", show_default=True,
+@click.option("--target", type=click.Choice(TARGETS), default=QuantConfig.target, show_default=True,
               help="cpu: unsigned activations (x86 VNNI); tensorrt: symmetric signed INT8.")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
-              show_default=True)
+@click.option("--method", type=click.Choice(METHODS), default=QuantConfig.method, show_default=True)
+@click.option("--percentile", type=float, default=QuantConfig.percentile, show_default=True,
+              help="Histogram percentile kept by --method percentile.")
 @click.option("--max-drop", type=float, default=1.0, show_default=True,
               help="Largest allowed FP32 -> INT8 top-1 drop (points) on held-out test images.")
 @click.option("--eval-samples", type=int, default=2000, show_default=True,
               help="Held-out test images for the accuracy guard.")
 @click.option("--depths", default=None, help="Depth numbers to calibrate (default: all).")
+@click.option("--no-progress", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
-def calibrate_command(artifacts, dataset, samples, target, method, max_drop, eval_samples, depths, as_json) -> None:
+def calibrate_command(artifacts, dataset, samples, target, method, percentile, max_drop, eval_samples, depths,
+                      no_progress, as_json) -> None:
     """Calibrate an INT8 (QDQ) graph for every depth and record it in the manifest."""
-    from ..quantize import calibrate
+    from ..quantize.calibrate import calibrate
 
-    depth_list = _depth_numbers(depths)
-    manifest = calibrate(artifacts, dataset=dataset, samples=samples, target=target, method=method,
-                         max_drop=max_drop, eval_samples=eval_samples, depths=depth_list,
-                         log=lambda m: click.echo(m, err=True))
-    int8 = [a for a in manifest["artifacts"] if a["precision"] == "int8"]
+    manifest = calibrate(artifacts, QuantConfig(target=target, method=method, percentile=percentile),
+                         dataset=dataset, samples=samples, max_drop=max_drop, eval_samples=eval_samples,
+                         depths=_depth_numbers(depths), progress=not no_progress, log=_log)
     if as_json:
-        _echo_json(manifest)
+        _echo_json(manifest.to_json_dict())
         return
-    rows = [[a["depth"], a.get("target"), a["path"], f"{a['bytes'] / 1e6:.2f} MB",
-             f"{a['accuracy']['fp32_top1']:.2f}" if a.get("accuracy") else "-",
-             f"{a['accuracy']['int8_top1']:.2f}" if a.get("accuracy") else "-"] for a in int8]
+    rows = [[a.depth, a.target, a.path, f"{a.bytes / 1e6:.2f} MB",
+             f"{a.accuracy['fp32_top1']:.2f}" if a.accuracy else "-",
+             f"{a.accuracy['int8_top1']:.2f}" if a.accuracy else "-"] for a in manifest.select(precision="int8")]
     _print_table(f"INT8 artifacts in {artifacts}/manifest.json (the selector graph stays FP32)",
                  ["depth", "target", "file", "size", "FP32 top-1 %", "INT8 top-1 %"], rows)

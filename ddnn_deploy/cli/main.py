@@ -1,7 +1,8 @@
 """The click group and the error mapping: a DDNNError becomes one line on stderr and its exit code.
 
-Each command parses its options, calls ONE library function and prints; torch is imported only
-inside the commands that need it, so ``ddnn-deploy --help`` works without torch.
+Commands are registered explicitly in ``ddnn_deploy.cli`` (``cli/__init__.py``); each parses its
+options, calls ONE library function and prints. torch is imported only inside the library calls
+that need it, so ``ddnn-deploy --help`` works without torch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import DDNNError
+from ..errors import EXIT_INTERRUPTED, INSTALL_HINTS, DDNNError, MissingDependencyError
+
+
+def _missing_module(exc: ModuleNotFoundError) -> MissingDependencyError | None:
+    """A known optional package missing below a library call: the same one line as optional_import."""
+    top = (exc.name or "").split(".", 1)[0]
+    if top not in INSTALL_HINTS:
+        return None
+    what, hint = INSTALL_HINTS[top]
+    return MissingDependencyError(f"{top} is not installed; {what} needs it; install it with: {hint}")
 
 
 class DDNNGroup(click.Group):
@@ -21,6 +31,12 @@ class DDNNGroup(click.Group):
         except DDNNError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except ModuleNotFoundError as exc:
+            missing = _missing_module(exc)
+            if missing is None:
+                raise
+            click.echo(f"error: {missing}", err=True)
+            sys.exit(missing.exit_code)
         except OSError as exc:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             click.echo(f"error: {exc.strerror or exc}{where}", err=True)
@@ -28,16 +44,10 @@ class DDNNGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted: the last complete checkpoint (if any) is intact; "
                        "continue with --resume", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=DDNNGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ddnn-deploy")
 def cli() -> None:
     """Train, export, calibrate, bench and pick depths of depth-level dynamic networks."""
-
-
-def main() -> None:
-    from . import commands  # noqa: F401  (registers the commands)
-
-    cli(prog_name="ddnn-deploy")

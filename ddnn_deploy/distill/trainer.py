@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,51 +26,17 @@ from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..data import ImageDataset, load_dataset
 from ..errors import CheckpointError, DataError, UsageError
 from ..evaluation import evaluate
-from ..models import build_model, count_macs, recalibrate_bn
-from ..spec import arch_spec, parse_depths
-from .losses import MODES
+from ..models import DepthNet, build_model, count_macs, recalibrate_bn
+from ..spec import ArchSpec, DepthConfig, arch_spec, parse_depths
+from .config import MODES, TrainConfig
 from .task import DistillTask
 
 
-@dataclass
-class TrainConfig:
-    arch: str = "cifar_resnet20"
-    depths: str | None = None  # "8,14,20" or "1-1-1,3-3-3"; None = every depth in the arch table
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    width: int | None = None
-    mode: str = "ekd"
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    kl_weight: float = 1.0
-    at_weight: float = 100.0  # the raw attention MSE is ~1e-3: it needs a large weight to matter
-    temperature: float = 1.0
-    seed: int = 0
-    out: str = "model.pt"
-    resume: bool = False
-    init: str | None = None  # a ddnn-deploy checkpoint to start from (fine-tuning)
-    amp: bool = True  # used on CUDA only
-    device: str | None = None
-    threads: int | None = None
-    train_limit: int | None = None  # use a subset (tests, quick runs)
-    test_limit: int | None = None
-    # > 0: hold out this many training images (a fixed split, independent of --seed) and evaluate on them
-    # instead of the test set, so hyper-parameters can be tuned without looking at the test set
-    holdout: int = 0
-    recal_samples: int = 10000
-    channels_last: bool = True
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _dist_info() -> tuple[int, int, int]:
+def _dist_info() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside torchrun."""
     if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
-    return 0, 1, 0
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _init_distributed(device: torch.device) -> None:
@@ -143,13 +109,22 @@ def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def train(config: TrainConfig, *, log: Callable[[str], None] = print) -> Checkpoint:
-    """Train a DDNN (or each depth alone, ``mode="individual"``) and return the final checkpoint."""
+def train(config: TrainConfig, *, log: Callable[[str], None] | None = print) -> Checkpoint:
+    """Train a DDNN (or each depth alone, ``mode="individual"``) and return the final checkpoint.
+
+    ``log`` receives one status line per epoch and per step of the run (``None``: silent);
+    ``config.progress`` shows a progress bar on stderr.
+    """
+    if not isinstance(config, TrainConfig):
+        raise UsageError(f"config must be a TrainConfig, not {type(config).__name__}")
+    if log is not None and not callable(log):
+        raise UsageError(f"log must be a callable taking one string, or None, not {type(log).__name__}")
     if config.mode not in MODES:
         raise UsageError(f"unknown training mode {config.mode!r}; choose one of {', '.join(MODES)}")
+    say = log or (lambda message: None)
     if config.mode == "individual":
-        return _train_individual(config, log=log)
-    return _train_ddnn(config, log=log)
+        return _train_individual(config, log=say)
+    return _train_ddnn(config, log=say)
 
 
 def _train_individual(config: TrainConfig, *, log: Callable[[str], None]) -> Checkpoint:
@@ -166,8 +141,7 @@ def _train_individual(config: TrainConfig, *, log: Callable[[str], None]) -> Che
                 last = load_checkpoint(target)
                 continue
             resume = True
-        sub = TrainConfig(**{**asdict(config), "mode": "ce", "depths": str(depth), "out": str(target),
-                             "resume": resume})
+        sub = replace(config, mode="ce", depths=str(depth), out=str(target), resume=resume)
         log(f"individual: training depth {spec.depth_of(depth)} ({depth}) alone -> {sub.out}")
         last = _train_ddnn(sub, log=log, mode_label="individual")
     assert last is not None
@@ -214,18 +188,109 @@ def _load_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
     return train_set.subset(config.train_limit, seed=1), test_set.subset(config.test_limit, seed=2)
 
 
+def depths_text(spec: ArchSpec, configs: list[DepthConfig]) -> str:
+    """``"8,14,20"``: depth numbers where the architecture's table names the config, else ``"1-2-3"``."""
+    table = spec.table()
+    return ",".join(str(spec.depth_of(c)) if table.get(spec.depth_of(c)) == c else str(c) for c in configs)
+
+
+@dataclass
+class _Run:
+    """One training run: built once by ``_setup``, advanced epoch by epoch, written by ``_make_checkpoint``."""
+
+    config: TrainConfig
+    device: torch.device
+    rank: int
+    world: int
+    spec: ArchSpec
+    depths: list[DepthConfig]
+    train_set: ImageDataset
+    test_set: ImageDataset
+    model_kwargs: dict[str, Any]
+    model: DepthNet
+    task: DistillTask
+    wrapped: torch.nn.Module  # the task, or its DistributedDataParallel wrapper under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+    settings: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 0
+    elapsed: float = 0.0  # seconds spent in training steps (evaluation excluded), over every session
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    @property
+    def use_amp(self) -> bool:
+        return self.config.amp and self.device.type == "cuda"
+
+    @property
+    def split_name(self) -> str:
+        return "held-out" if self.config.holdout else "test"
+
+
 def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: str | None = None) -> Checkpoint:
+    """Set up, resume if asked, train epoch by epoch (rank 0 evaluating and checkpointing), then
+    recalibrate BN per depth and write the final checkpoint."""
+    run = _setup(config, mode_label)
+    if run.rank == 0:
+        _check_output(run.out)
+    if config.resume:
+        _resume(run, log)
+    normalize = Normalizer(run.train_set, run.device)
+    for epoch in range(run.start_epoch, config.epochs):
+        started = time.time()
+        sums = _train_epoch(run, epoch, normalize)
+        run.elapsed += time.time() - started
+        if run.rank == 0:
+            _evaluate_and_save(run, epoch, sums, started, log)
+        if run.world > 1:
+            dist.barrier()
+    if run.rank == 0:
+        _finish(run, log)
+    if run.world > 1:
+        dist.barrier()
+    return load_checkpoint(run.out)
+
+
+def _setup(config: TrainConfig, mode_label: str | None) -> _Run:
+    """Device, process group, data, model (seeded), task, optimizer and schedule of one run."""
     device = _pick_device(config.device)
     _init_distributed(device)
-    rank, world, _ = _dist_info()
+    rank, world = _dist_info()
     if config.threads:
         torch.set_num_threads(config.threads)
     spec = arch_spec(config.arch)
     depths = parse_depths(spec, config.depths)
     train_set, test_set = _load_data(config)
-    c, h, w = train_set.input_shape
-    model_kwargs = {"num_classes": len(train_set.classes), "in_channels": c, "input_size": h,
-                    "width": config.width}
+    model, model_kwargs = _build_model(config, train_set, device)
+    task = DistillTask(model, depths, mode=config.mode if mode_label is None else "ce",
+                       kl_weight=config.kl_weight, at_weight=config.at_weight, temperature=config.temperature)
+    wrapped: torch.nn.Module = task
+    if world > 1:
+        # Blocks deeper than every trained depth get no gradient; DDP must be told.
+        covers_all = all(max(c.blocks[i] for c in depths) == n for i, n in enumerate(spec.full.blocks))
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            task, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=not covers_all)
+    steps_per_epoch = max(1, len(train_set) // world // config.batch_size)
+    optimizer, scheduler = _optimizer(model, config, steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
+    settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "extra", "resume")}
+    settings.update({"depths": depths_text(spec, depths), "world_size": world, "device": device.type,
+                     "torch": str(torch.__version__), "mode": mode_label or config.mode})
+    return _Run(config, device, rank, world, spec, depths, train_set, test_set, model_kwargs, model, task,
+                wrapped, optimizer, scheduler, scaler, steps_per_epoch, settings)
+
+
+def _build_model(config: TrainConfig, train_set: ImageDataset,
+                 device: torch.device) -> tuple[DepthNet, dict[str, Any]]:
+    """The seeded model (or the ``--init`` checkpoint's weights) on ``device``, and its build arguments."""
+    c, h, _ = train_set.input_shape
+    model_kwargs = {"num_classes": len(train_set.classes), "in_channels": c, "input_size": h, "width": config.width}
     torch.manual_seed(config.seed)
     model = build_model(config.arch, **model_kwargs)
     if config.init:
@@ -236,149 +301,148 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    task = DistillTask(model, depths, mode=config.mode if mode_label is None else "ce",
-                       kl_weight=config.kl_weight, at_weight=config.at_weight, temperature=config.temperature)
-    wrapped: torch.nn.Module = task
-    if world > 1:
-        # Blocks deeper than every trained depth get no gradient; DDP must be told.
-        covers_all = all(max(c.blocks[i] for c in depths) == n for i, n in enumerate(spec.full.blocks))
-        wrapped = torch.nn.parallel.DistributedDataParallel(
-            task, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=not covers_all)
+    return model, model_kwargs
 
+
+def _optimizer(model: DepthNet, config: TrainConfig,
+               steps_per_epoch: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """SGD with Nesterov momentum (no weight decay on BN and biases), linear warm-up + cosine."""
     decay, no_decay = [], []
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=config.lr, momentum=config.momentum, nesterov=True)
-    per_rank = len(train_set) // world
-    steps_per_epoch = max(1, per_rank // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, warmup))
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    return optimizer, scheduler
 
-    history: list[dict[str, Any]] = []
-    start_epoch, elapsed = 0, 0.0
-    out = Path(config.out)
-    if rank == 0:
-        _check_output(out)
-    if config.resume:
-        if not out.exists():
-            raise CheckpointError(f"--resume: {out} does not exist yet; drop --resume to start afresh")
-        prev = load_checkpoint(out)
-        state = prev.training.get("resume")
-        if not state:
-            raise CheckpointError(f"--resume: {out} holds a finished run (no resume state); "
-                                  "train to a new --out, or use --init to fine-tune from it")
-        _load_weights(model, prev.state_dict, f"--resume {out}")
-        try:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"--resume {out}: optimizer state does not match this run ({exc}); "
-                                  "resume with the same --arch, --width and --depths") from None
-        start_epoch, elapsed = int(state["epoch"]), float(state["elapsed_s"])
-        history = list(prev.training.get("history", []))
-        log(f"resuming {out} at epoch {start_epoch + 1}/{config.epochs}")
 
-    split_name = "held-out" if config.holdout else "test"
-    normalize = Normalizer(train_set, device)
-    pad, flip = _augment_settings(config.dataset, h)
-    settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "extra", "resume")}
-    settings.update({"world_size": world, "device": device.type, "torch": str(torch.__version__),
-                     "mode": mode_label or config.mode})
+def _resume(run: _Run, log: Callable[[str], None]) -> None:
+    """Load the unfinished run at ``--out``: weights, optimizer, schedule, history and time spent."""
+    out = run.out
+    if not out.exists():
+        raise CheckpointError(f"--resume: {out} does not exist yet; drop --resume to start afresh")
+    prev = load_checkpoint(out)
+    state = prev.training.get("resume")
+    if not state:
+        raise CheckpointError(f"--resume: {out} holds a finished run (no resume state); "
+                              "train to a new --out, or use --init to fine-tune from it")
+    _load_weights(run.model, prev.state_dict, f"--resume {out}")
+    try:
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"--resume {out}: optimizer state does not match this run ({exc}); "
+                              "resume with the same --arch, --width and --depths") from None
+    run.start_epoch, run.elapsed = int(state["epoch"]), float(state["elapsed_s"])
+    run.history = list(prev.training.get("history", []))
+    log(f"resuming {out} at epoch {run.start_epoch + 1}/{run.config.epochs}")
 
-    def make_checkpoint(resume_state: dict | None, metrics: dict, bn_stats: dict) -> Checkpoint:
-        training = {"settings": settings, "history": history, "epochs_done": len(history),
-                    "wall_time_s": round(elapsed, 1)}
-        if resume_state is not None:
-            training["resume"] = resume_state
-        state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        return Checkpoint(arch=config.arch, model=model_kwargs, depths=depths, state_dict=state_dict,
-                          bn_stats=bn_stats, preprocess=train_set.preprocess.to_dict(),
-                          input_shape=[c, h, w], dataset=config.dataset, class_names=list(train_set.classes),
-                          metrics=metrics, training=training, tool_version=__version__)
 
-    labels_all = torch.from_numpy(train_set.labels)
-    images_all = torch.from_numpy(train_set.images)
-    for epoch in range(start_epoch, config.epochs):
-        t0 = time.time()
-        model.train()
-        generator = torch.Generator().manual_seed((config.seed * 100003 + epoch) * 1009 + rank)
-        # Interleaved shards: step s of all ranks together covers the same images as step s of a
-        # single process with world x the batch size.
-        order = _epoch_order(len(train_set), config.seed, epoch)[rank::world][:per_rank]
-        sums = {str(d): [0.0, 0, 0] for d in task.depths}  # loss, correct, seen
-        bar = _progress(range(steps_per_epoch), steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}",
-                        config.progress and rank == 0)
-        for step in bar:
-            index = torch.from_numpy(order[step * config.batch_size: (step + 1) * config.batch_size])
-            images = augment(images_all[index], generator, pad=pad, flip=flip)
-            inputs = normalize(images.to(device, non_blocking=True))
-            if config.channels_last:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            target = labels_all[index].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                parts, logits = wrapped(inputs, target)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(parts["loss"]).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            with torch.no_grad():
-                for d, z in zip(task.depths, logits):
-                    s = sums[str(d)]
-                    s[0] += float(F.cross_entropy(z.float(), target)) * len(target)
-                    s[1] += int((z.argmax(1) == target).sum())
-                    s[2] += len(target)
-            if hasattr(bar, "set_postfix_str"):
-                bar.set_postfix_str(" ".join(
-                    f"d{spec.depth_of(d)} {sums[str(d)][0] / sums[str(d)][2]:.3f}/"
-                    f"{100 * sums[str(d)][1] / sums[str(d)][2]:.1f}%" for d in task.depths)
-                    + f" kl {float(parts['kl']):.3f} at {float(parts['at']):.4f}")
-        elapsed += time.time() - t0
-        if rank == 0:
-            test = evaluate(model, test_set, depths, device=device)
-            row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - t0, 1),
-                   "train": {str(d): {"loss": s[0] / max(s[2], 1), "top1": 100 * s[1] / max(s[2], 1)}
-                             for d, s in ((d, sums[str(d)]) for d in task.depths)},
-                   "test_top1": {k: v["top1"] for k, v in test.items()}}
-            history.append(row)
-            log(f"epoch {epoch + 1}/{config.epochs} ({row['seconds']:.0f}s) {split_name} top-1: " + ", ".join(
-                f"d{spec.depth_of(d)} {test[str(d)]['top1']:.2f}%" for d in depths))
-            resume_state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "elapsed_s": elapsed}
-            save_checkpoint(make_checkpoint(resume_state, {}, {}), out)
-        if world > 1:
-            dist.barrier()
+Sums = dict[str, list[float]]  # per depth: [summed loss, correct, seen]
 
-    # BN statistics per depth, re-estimated on un-augmented training images.
-    final_metrics: dict[str, dict[str, float]] = {}
+
+def _train_epoch(run: _Run, epoch: int, normalize: Normalizer) -> Sums:
+    """One epoch over this rank's shard; returns each depth's training loss and accuracy sums."""
+    config = run.config
+    run.model.train()
+    generator = torch.Generator().manual_seed((config.seed * 100003 + epoch) * 1009 + run.rank)
+    # Interleaved shards: step s of all ranks together covers the same images as step s of a
+    # single process with world x the batch size.
+    per_rank = len(run.train_set) // run.world
+    order = _epoch_order(len(run.train_set), config.seed, epoch)[run.rank::run.world][:per_rank]
+    pad, flip = _augment_settings(config.dataset, run.train_set.input_shape[1])
+    images_all, labels_all = torch.from_numpy(run.train_set.images), torch.from_numpy(run.train_set.labels)
+    sums: Sums = {str(d): [0.0, 0, 0] for d in run.task.depths}
+    bar = _progress(range(run.steps_per_epoch), run.steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}",
+                    config.progress and run.rank == 0)
+    for step in bar:
+        index = torch.from_numpy(order[step * config.batch_size: (step + 1) * config.batch_size])
+        images = augment(images_all[index], generator, pad=pad, flip=flip)
+        inputs = normalize(images.to(run.device, non_blocking=True))
+        if config.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        target = labels_all[index].to(run.device, non_blocking=True)
+        parts, logits = _train_step(run, inputs, target)
+        with torch.no_grad():
+            for d, z in zip(run.task.depths, logits):
+                s = sums[str(d)]
+                s[0] += float(F.cross_entropy(z.float(), target)) * len(target)
+                s[1] += int((z.argmax(1) == target).sum())
+                s[2] += len(target)
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(" ".join(
+                f"d{run.spec.depth_of(d)} {sums[str(d)][0] / sums[str(d)][2]:.3f}/"
+                f"{100 * sums[str(d)][1] / sums[str(d)][2]:.1f}%" for d in run.task.depths)
+                + f" kl {float(parts['kl']):.3f} at {float(parts['at']):.4f}")
+    return sums
+
+
+def _train_step(run: _Run, inputs: torch.Tensor, target: torch.Tensor) -> tuple[dict, list[torch.Tensor]]:
+    """Forward every depth, backward the combined loss, one optimizer and scheduler step."""
+    with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.use_amp):
+        parts, logits = run.wrapped(inputs, target)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(parts["loss"]).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return parts, logits
+
+
+def _evaluate_and_save(run: _Run, epoch: int, sums: Sums, started: float, log: Callable[[str], None]) -> None:
+    """Rank 0 after each epoch: every depth's accuracy (shared BN), the history row, a resumable checkpoint."""
+    test = evaluate(run.model, run.test_set, run.depths, shared_bn=True, device=run.device)
+    row = {"epoch": epoch + 1, "lr": run.scheduler.get_last_lr()[0], "seconds": round(time.time() - started, 1),
+           "train": {str(d): {"loss": s[0] / max(s[2], 1), "top1": 100 * s[1] / max(s[2], 1)}
+                     for d, s in ((d, sums[str(d)]) for d in run.task.depths)},
+           "test_top1": {k: v["top1"] for k, v in test.items()}}
+    run.history.append(row)
+    log(f"epoch {epoch + 1}/{run.config.epochs} ({row['seconds']:.0f}s) {run.split_name} top-1: " + ", ".join(
+        f"d{run.spec.depth_of(d)} {test[str(d)]['top1']:.2f}%" for d in run.depths))
+    resume_state = {"epoch": epoch + 1, "optimizer": run.optimizer.state_dict(),
+                    "scheduler": run.scheduler.state_dict(), "elapsed_s": run.elapsed}
+    save_checkpoint(_make_checkpoint(run, resume_state, {}, {}), run.out)
+
+
+def _finish(run: _Run, log: Callable[[str], None]) -> None:
+    """Rank 0 after the last epoch: BN statistics per depth re-estimated on un-augmented training images,
+    every depth evaluated with its own and with the shared statistics, the final checkpoint written."""
+    model, depths, device = run.model, run.depths, run.device
+    shared = evaluate(model, run.test_set, depths, shared_bn=True, device=device)
+    recal_set = run.train_set.subset(run.config.recal_samples, seed=3)
     bn_stats: dict[str, dict[str, torch.Tensor]] = {}
-    if rank == 0:
-        shared = evaluate(model, test_set, depths, device=device)
-        shared_state = {k: v.clone() for k, v in model.state_dict().items()}
-        recal_set = train_set.subset(config.recal_samples, seed=3)
-        for d in depths:
-            batches = (torch.from_numpy(x) for x, _ in recal_set.batches(250))
-            bn_stats[str(d)] = {k: v.cpu() for k, v in recalibrate_bn(model, d, batches, device).items()}
-        model.load_state_dict(shared_state)
-        own = evaluate(model, test_set, depths, bn_stats=bn_stats, device=device)
-        model.load_state_dict(shared_state)
-        for d in depths:
-            key = str(d)
-            final_metrics[key] = {"top1": own[key]["top1"], "top5": own[key]["top5"], "n": own[key]["n"],
-                                  "top1_shared_bn": shared[key]["top1"], "split": split_name,
-                                  "params": model.count_params(d), "macs": count_macs(model, d, (c, h, w))}
-            log(f"depth {spec.depth_of(d)} ({d}): top-1 {own[key]['top1']:.2f}% with its own BN statistics, "
-                f"{shared[key]['top1']:.2f}% with the shared ones")
-        final = make_checkpoint(None, final_metrics, bn_stats)
-        final.training["recal_samples"] = len(recal_set)
-        save_checkpoint(final, out)
-        log(f"wrote {out}")
-    if world > 1:
-        dist.barrier()
-    return load_checkpoint(out)
+    for d in depths:
+        batches = (torch.from_numpy(x) for x, _ in recal_set.batches(250))
+        bn_stats[str(d)] = {k: v.cpu() for k, v in recalibrate_bn(model, d, batches, device).items()}
+    model.set_depth_bn_stats(bn_stats)
+    own = evaluate(model, run.test_set, depths, device=device)
+    shape = tuple(run.train_set.input_shape)
+    metrics: dict[str, dict[str, Any]] = {}
+    for d in depths:
+        key = str(d)
+        metrics[key] = {"top1": own[key]["top1"], "top5": own[key]["top5"], "n": own[key]["n"],
+                        "top1_shared_bn": shared[key]["top1"], "split": run.split_name,
+                        "params": model.count_params(d), "macs": count_macs(model, d, shape)}
+        log(f"depth {run.spec.depth_of(d)} ({d}): top-1 {own[key]['top1']:.2f}% with its own BN statistics, "
+            f"{shared[key]['top1']:.2f}% with the shared ones")
+    final = _make_checkpoint(run, None, metrics, bn_stats)
+    final.training["recal_samples"] = len(recal_set)
+    save_checkpoint(final, run.out)
+    log(f"wrote {run.out}")
+
+
+def _make_checkpoint(run: _Run, resume_state: dict | None, metrics: dict, bn_stats: dict) -> Checkpoint:
+    """The run as a checkpoint: the shared weights, with ``resume_state`` while it is unfinished."""
+    training = {"settings": run.settings, "history": run.history, "epochs_done": len(run.history),
+                "wall_time_s": round(run.elapsed, 1)}
+    if resume_state is not None:
+        training["resume"] = resume_state
+    state_dict = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
+    return Checkpoint(arch=run.config.arch, model=run.model_kwargs, depths=run.depths, state_dict=state_dict,
+                      bn_stats=bn_stats, preprocess=run.train_set.preprocess.to_dict(),
+                      input_shape=list(run.train_set.input_shape), dataset=run.config.dataset,
+                      class_names=list(run.train_set.classes), metrics=metrics, training=training,
+                      tool_version=__version__)

@@ -10,9 +10,11 @@ import datetime as _dt
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +23,123 @@ import torch
 
 from .. import __version__
 from ..atomic import make_readable, sha256_file
-from ..checkpoint import Checkpoint, load_checkpoint
-from ..errors import DataError, DDNNError, UsageError
-from ..models import count_macs
-from ..spec import DepthConfig, parse_depths
-from .onnx_graph import INPUT_NAME, OUTPUT_NAME, export_onnx, set_metadata
+from ..checkpoint import Checkpoint, content_sha256, load_checkpoint
+from ..errors import DataError, DDNNError, ParityError, UsageError, optional_import
+from ..formats.manifest import FORMAT as MANIFEST_FORMAT
+from ..formats.manifest import VERSION as MANIFEST_VERSION
+from ..models import DepthNet, count_macs
+from ..spec import DepthConfig, DepthsLike, parse_depths
+from .fp16 import write_fp16_copy
+from .onnx_graph import export_onnx, set_metadata
 from .selector import build_selector_model, save_deduplicated
+from .settings import DEFAULT_OPSET, EXPORTERS, FP16_TOLERANCE, FP32_TOLERANCE, INPUT_NAME, OUTPUT_NAME
 from .simplify import simplify_in_child
 from .subnet import extract_subnet
-from .verify import ParityError, check_model, measure_parity, ort_session, parity_inputs
-
-MANIFEST_FORMAT = "ddnn-deploy.export"
-MANIFEST_VERSION = 1
-DEFAULT_OPSET = 17
-FP32_TOLERANCE = 1e-4  # worst |onnx - torch| relative to the largest |logit|
-FP16_TOLERANCE = 1e-2  # FP16 graphs: half precision keeps about 3 significant digits
+from .verify import check_model, measure_parity, ort_session, parity_inputs
 
 
-def _prepare_target(out: Path, force: bool) -> None:
+def export(ckpt: Checkpoint | str | os.PathLike, out: str | os.PathLike, *, depths: DepthsLike = None,
+           selector: bool = False, opset: int = DEFAULT_OPSET, input_size: int | None = None,
+           batch: int | None = None, simplify: bool = True, force: bool = False, exporter: str = "torchscript",
+           tolerance: float = FP32_TOLERANCE, real_samples: int = 64, simplify_timeout: float = 300.0,
+           fp16: bool = False, fp16_tolerance: float = FP16_TOLERANCE, progress: bool = True,
+           log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Export and verify every depth; returns the manifest (also written to ``OUT/manifest.json``).
+
+    ``ckpt`` is a checkpoint file or a ``Checkpoint`` object. For a file the manifest records its
+    path and sha256; for an object it records ``"path": null`` and the sha256 of the checkpoint's
+    serialized content (``checkpoint.content_sha256``), which identifies the content, not a file.
+    ``depths``: ``None`` (every depth of the checkpoint), ``"8,14"``, one depth (``8``, ``"1-1-1"``,
+    a ``DepthConfig``) or a sequence of them. ``progress`` shows a progress bar on stderr; ``log``
+    receives one status line per step. A failed export leaves ``out`` untouched.
+    """
+    started = time.time()
+    _check_arguments(ckpt=ckpt, out=out, selector=selector, opset=opset, input_size=input_size, batch=batch,
+                     simplify=simplify, force=force, exporter=exporter, tolerance=tolerance,
+                     real_samples=real_samples, simplify_timeout=simplify_timeout, fp16=fp16,
+                     fp16_tolerance=fp16_tolerance, progress=progress, log=log)
+    out = Path(out)
+    ckpt_path = None if isinstance(ckpt, Checkpoint) else Path(ckpt)
+    _prepare_target(out, force, ckpt_path)
+    checkpoint = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
+    ckpt_sha = content_sha256(checkpoint) if ckpt_path is None else sha256_file(ckpt_path)
+    configs = parse_depths(checkpoint.spec, depths, checkpoint.table())
+    if selector and len(configs) < 2:
+        raise UsageError("--selector needs at least two depths")
+    shape = _input_shape(checkpoint, input_size)
+    model = checkpoint.build()
+    _probe(model, shape, configs[0])
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent if str(out.parent) else "."))
+    try:
+        job = _Job(checkpoint, ckpt_sha, model, tmp, shape, opset, batch, exporter, tolerance,
+                   _real_samples(checkpoint, shape, real_samples), simplify, simplify_timeout,
+                   log or (lambda message: None))
+        artifacts = _write_artifacts(job, configs, selector=selector, fp16=fp16, fp16_tolerance=fp16_tolerance,
+                                     progress=progress)
+        manifest = build_manifest(checkpoint, ckpt_path, ckpt_sha, shape=shape, batch=batch,
+                                  artifacts=artifacts, seconds=time.time() - started)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        _commit_directory(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def build_manifest(ckpt: Checkpoint, ckpt_path: Path | None, ckpt_sha: str, *, shape: tuple[int, int, int],
+                   batch: int | None, artifacts: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """The export directory's ``manifest.json`` content (README, "Export directory")."""
+    batch_dim: int | str = batch if batch else "batch"
+    return {
+        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "tool_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": {"path": None if ckpt_path is None else str(ckpt_path), "sha256": ckpt_sha},
+        "arch": ckpt.arch, "dataset": ckpt.dataset,
+        "input": {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "shape": [batch_dim, *shape]},
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [batch_dim, len(ckpt.class_names) or None]},
+        "preprocess": ckpt.preprocess, "class_names": ckpt.class_names,
+        "export_seconds": round(seconds, 1),
+        "artifacts": artifacts,
+    }
+
+
+# --- arguments and target ------------------------------------------------------------------------
+
+_PATH_TYPES = (str, os.PathLike)
+
+
+def _check_arguments(*, ckpt: Any, out: Any, log: Any, exporter: Any, **values: Any) -> None:
+    """One-line UsageErrors naming the argument, before anything is read or written."""
+    if not isinstance(ckpt, (Checkpoint, *_PATH_TYPES)):
+        raise UsageError(f"ckpt must be a Checkpoint or a path, not {type(ckpt).__name__}")
+    if not isinstance(out, _PATH_TYPES):
+        raise UsageError(f"out must be a path, not {type(out).__name__}")
+    if log is not None and not callable(log):
+        raise UsageError(f"log must be a callable taking one string, or None, not {type(log).__name__}")
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
+    kinds: dict[str, tuple[type, ...]] = {
+        "selector": (bool,), "simplify": (bool,), "force": (bool,), "fp16": (bool,), "progress": (bool,),
+        "opset": (int,), "real_samples": (int,), "input_size": (int, type(None)), "batch": (int, type(None)),
+        "tolerance": (int, float), "fp16_tolerance": (int, float), "simplify_timeout": (int, float)}
+    for name, value in values.items():
+        is_bool = isinstance(value, bool)
+        if not isinstance(value, kinds[name]) or (is_bool and bool not in kinds[name]):
+            expected = " or ".join("None" if k is type(None) else k.__name__ for k in kinds[name])
+            raise UsageError(f"{name} must be {expected}, not {type(value).__name__}")
+    for name in ("batch", "input_size"):
+        if values[name] is not None and values[name] < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if values["real_samples"] < 0:
+        raise UsageError("real_samples must be 0 or more")
+
+
+def _prepare_target(out: Path, force: bool, ckpt_path: Path | None) -> None:
+    resolved = out.resolve()
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
+        raise UsageError(f"--out {out} is the current directory or above it; give a dedicated directory")
+    if ckpt_path is not None and resolved in ckpt_path.resolve().parents:
+        raise UsageError(f"--out {out} holds the checkpoint {ckpt_path}; export into another directory")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
@@ -50,6 +151,22 @@ def _prepare_target(out: Path, force: bool) -> None:
         probe.rmdir()
     except OSError as exc:
         raise UsageError(f"cannot write to {parent}: {exc.strerror or exc}; choose another --out") from None
+
+
+def _input_shape(ckpt: Checkpoint, input_size: int | None) -> tuple[int, int, int]:
+    channels = ckpt.input_shape[0] if ckpt.input_shape else ckpt.model.get("in_channels", 3)
+    size = input_size or (ckpt.input_shape[1] if ckpt.input_shape else ckpt.model.get("input_size", 224))
+    return int(channels), int(size), int(size)
+
+
+def _probe(model: DepthNet, shape: tuple[int, int, int], config: DepthConfig) -> None:
+    """Fail early, with the input size in the message, when the model cannot run at ``shape``."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *shape), config)
+    except RuntimeError:
+        raise UsageError(f"{model.spec.name} cannot run at input size {shape[1]}; "
+                         "choose a larger --input-size") from None
 
 
 def _commit_directory(tmp: Path, out: Path) -> None:
@@ -67,7 +184,7 @@ def _commit_directory(tmp: Path, out: Path) -> None:
 
 
 def _real_samples(ckpt: Checkpoint, shape: tuple[int, int, int], count: int) -> np.ndarray | None:
-    if not ckpt.dataset or tuple(shape) != tuple(ckpt.input_shape):
+    if not count or not ckpt.dataset or tuple(shape) != tuple(ckpt.input_shape):
         return None
     try:
         from ..data import load_dataset
@@ -78,16 +195,70 @@ def _real_samples(ckpt: Checkpoint, shape: tuple[int, int, int], count: int) -> 
     return test.preprocess.apply(test.images)
 
 
-def _file_record(path: Path, root: Path) -> dict[str, Any]:
-    return {"path": path.relative_to(root).as_posix(), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+# --- artifacts ---------------------------------------------------------------------------------
 
 
-def _metadata(ckpt: Checkpoint, ckpt_sha: str, depth_info: Any, *, exporter: str, opset: int,
-              kind: str) -> dict[str, Any]:
-    return {"ddnn.kind": kind, "ddnn.depth": depth_info["depth"], "ddnn.blocks": depth_info["blocks"],
-            "ddnn.architecture": ckpt.arch, "ddnn.preprocess": ckpt.preprocess,
-            "ddnn.class_names": ckpt.class_names, "ddnn.checkpoint_sha256": ckpt_sha,
-            "ddnn.exporter": exporter, "ddnn.opset": str(opset), "ddnn.tool_version": __version__}
+@dataclass
+class _Job:
+    """What every artifact of one export shares."""
+
+    ckpt: Checkpoint
+    ckpt_sha: str
+    model: DepthNet  # the checkpoint's model with every depth's BN statistics: the parity reference
+    root: Path  # the temporary directory
+    shape: tuple[int, int, int]
+    opset: int
+    batch: int | None
+    exporter: str
+    tolerance: float
+    real: np.ndarray | None
+    simplify: bool
+    simplify_timeout: float
+    log: Callable[[str], None]
+
+    def reference(self, config: DepthConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+        """PyTorch's logits at ``config``, with the depth's own BN statistics: the ground truth."""
+        return lambda x: self.model(x, config)
+
+    def feeds(self) -> list[tuple[str, np.ndarray]]:
+        return parity_inputs(self.shape, self.batch, self.real)
+
+    def parity_record(self, parity: dict[str, float], tolerance: float) -> dict[str, Any]:
+        return {**parity, "tolerance": tolerance, "real_samples": 0 if self.real is None else int(len(self.real)),
+                "batch_sizes": [self.batch] if self.batch else [1, 3, 8]}
+
+    def metadata(self, info: dict[str, Any], kind: str) -> dict[str, Any]:
+        ckpt = self.ckpt
+        return {"ddnn.kind": kind, "ddnn.depth": info["depth"], "ddnn.blocks": info["blocks"],
+                "ddnn.architecture": ckpt.arch, "ddnn.preprocess": ckpt.preprocess,
+                "ddnn.class_names": ckpt.class_names, "ddnn.checkpoint_sha256": self.ckpt_sha,
+                "ddnn.exporter": self.exporter, "ddnn.opset": str(self.opset), "ddnn.tool_version": __version__}
+
+    def file_record(self, path: Path) -> dict[str, Any]:
+        return {"path": path.relative_to(self.root).as_posix(), "sha256": sha256_file(path),
+                "bytes": path.stat().st_size}
+
+
+def _write_artifacts(job: _Job, configs: list[DepthConfig], *, selector: bool, fp16: bool, fp16_tolerance: float,
+                     progress: bool) -> list[dict[str, Any]]:
+    """Every artifact of the export, in manifest order: per-depth FP32, their FP16 copies, the selector."""
+    from tqdm.auto import tqdm
+
+    steps = len(configs) * (2 if fp16 else 1) + (1 if selector else 0)
+    with tqdm(total=steps, desc="export", unit="graph", leave=False, file=sys.stderr,
+              disable=not progress) as bar:
+        artifacts = []
+        for config in configs:
+            artifacts.append(_export_depth(job, config))
+            bar.update()
+        if fp16:
+            for record in [a for a in artifacts if a["kind"] == "depth"]:
+                artifacts.append(_export_fp16(job, record, fp16_tolerance))
+                bar.update()
+        if selector:
+            artifacts.append(_export_selector(job, configs))
+            bar.update()
+    return artifacts
 
 
 def _check_parity(parity: dict[str, float], where: str, tolerance: float) -> None:
@@ -98,223 +269,109 @@ def _check_parity(parity: dict[str, float], where: str, tolerance: float) -> Non
             f"{parity['max_rel_err']:.3g} of the logits' scale (tolerance {tolerance:g})")
 
 
-def export(ckpt_path: str | Path, out: str | Path, *, depths: str | None = None, selector: bool = False,
-           opset: int = DEFAULT_OPSET, input_size: int | None = None, batch: int | None = None,
-           simplify: bool = True, force: bool = False, exporter: str = "torchscript",
-           tolerance: float = FP32_TOLERANCE, real_samples: int = 64, simplify_timeout: float = 300.0,
-           fp16: bool = False, fp16_tolerance: float = FP16_TOLERANCE,
-           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Export and verify; returns the manifest (also written to ``OUT/manifest.json``)."""
-    started = time.time()
-    say = progress or (lambda message: None)
-    out = Path(out)
-    ckpt_path = Path(ckpt_path)
-    resolved = out.resolve()
-    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
-        raise UsageError(f"--out {out} is the current directory or above it; give a dedicated directory")
-    if resolved in ckpt_path.resolve().parents:
-        raise UsageError(f"--out {out} holds the checkpoint {ckpt_path}; export into another directory")
-    _prepare_target(out, force)
-    ckpt = load_checkpoint(ckpt_path)
-    ckpt_sha = sha256_file(ckpt_path)
-    spec = ckpt.spec
-    configs = parse_depths(spec, depths, ckpt.table())
-    if batch is not None and batch < 1:
-        raise UsageError("--batch must be at least 1")
-    channels = ckpt.input_shape[0] if ckpt.input_shape else ckpt.model.get("in_channels", 3)
-    size = input_size or (ckpt.input_shape[1] if ckpt.input_shape else ckpt.model.get("input_size", 224))
-    shape = (int(channels), int(size), int(size))
-    model = ckpt.build()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *shape), configs[0])
-    except RuntimeError:
-        raise UsageError(f"{spec.name} cannot run at input size {size}; choose a larger --input-size") from None
-    real = _real_samples(ckpt, shape, real_samples)
-
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent if str(out.parent) else "."))
-    try:
-        artifacts = []
-        for config in configs:
-            artifacts.append(_export_depth(ckpt, ckpt_sha, model, config, tmp, shape=shape, opset=opset,
-                                           batch=batch, exporter=exporter, simplify=simplify,
-                                           tolerance=tolerance, real=real, simplify_timeout=simplify_timeout,
-                                           say=say))
-        if fp16:
-            for record in [a for a in artifacts if a["kind"] == "depth"]:
-                artifacts.append(_export_fp16(ckpt, record, tmp, shape=shape, batch=batch, real=real,
-                                              tolerance=fp16_tolerance, say=say))
-        if selector:
-            if len(configs) < 2:
-                raise UsageError("--selector needs at least two depths")
-            artifacts.append(_export_selector(ckpt, ckpt_sha, model, configs, tmp, shape=shape, opset=opset,
-                                              batch=batch, exporter=exporter, tolerance=tolerance, real=real,
-                                              say=say))
-        manifest = {
-            "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "tool_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "checkpoint": {"path": str(ckpt_path), "sha256": ckpt_sha},
-            "arch": ckpt.arch, "dataset": ckpt.dataset,
-            "input": {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW",
-                      "shape": [batch if batch else "batch", *shape]},
-            "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [batch if batch else "batch",
-                                                                        len(ckpt.class_names) or None]},
-            "preprocess": ckpt.preprocess, "class_names": ckpt.class_names,
-            "export_seconds": round(time.time() - started, 1),
-            "artifacts": artifacts,
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        _commit_directory(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return manifest
-
-
-def _export_depth(ckpt: Checkpoint, ckpt_sha: str, model: Any, config: DepthConfig, root: Path, *,
-                  shape: tuple[int, int, int], opset: int, batch: int | None, exporter: str, simplify: bool,
-                  tolerance: float, real: np.ndarray | None, simplify_timeout: float,
-                  say: Callable[[str], None]) -> dict[str, Any]:
-    import onnx
-
-    spec = ckpt.spec
-    depth = spec.depth_of(config)
-    say(f"depth {depth} ({config}): exporting")
-    subnet = extract_subnet(model, config, ckpt.bn_stats.get(str(config)), fold="conv")
-    reference = ckpt.build(config)  # unfolded, the depth's own BN statistics: the ground truth
-    reference_fn = _bound(reference, config)
-    name = f"{ckpt.arch}-d{depth}.onnx"
-    path = root / name
-    raw_path = root / f".{name}.raw"
-    export_onnx(subnet, raw_path, input_shape=shape, opset=opset, batch=batch, exporter=exporter)
+def _export_depth(job: _Job, config: DepthConfig) -> dict[str, Any]:
+    """One depth's standalone graph (its BN folded into the convolutions), verified against PyTorch."""
+    onnx = optional_import("onnx")
+    depth = job.ckpt.spec.depth_of(config)
+    job.log(f"depth {depth} ({config}): exporting")
+    name = f"{job.ckpt.arch}-d{depth}.onnx"
+    path, raw_path = job.root / name, job.root / f".{name}.raw"
+    export_onnx(extract_subnet(job.model, config, fold="conv"), raw_path, input_shape=job.shape, opset=job.opset,
+                batch=job.batch, exporter=job.exporter)
     proto = onnx.load(str(raw_path))
-    info = {"depth": depth, "blocks": list(config.blocks)}
-    set_metadata(proto, _metadata(ckpt, ckpt_sha, info, exporter=exporter, opset=opset, kind="depth"))
+    set_metadata(proto, job.metadata({"depth": depth, "blocks": list(config.blocks)}, kind="depth"))
     onnx.save(proto, str(raw_path))
     check_model(raw_path)
-    feeds = parity_inputs(shape, batch, real)
-
     simplified, note, parity = False, "skipped (--no-simplify)", None
-    if simplify:
-        say(f"depth {depth}: simplifying with onnxsim (child process)")
-        sim_path = root / f".{name}.sim"
-        ok, note = simplify_in_child(raw_path, sim_path, timeout=simplify_timeout)
-        if ok:
-            try:
-                check_model(sim_path)
-                sim_parity = measure_parity(reference_fn, ort_session(sim_path), feeds)
-                if sim_parity["max_rel_err"] <= tolerance:
-                    os.replace(sim_path, path)
-                    simplified, parity, note = True, sim_parity, "ok"
-                else:
-                    note = (f"onnxsim changed the outputs (relative error {sim_parity['max_rel_err']:.3g}); "
-                            "kept the unsimplified graph")
-            except DDNNError as exc:
-                note = f"simplified graph failed verification ({exc}); kept the unsimplified graph"
-        sim_path.unlink(missing_ok=True)
-    if not simplified:  # the unsimplified graph is the artifact: verify it
-        parity = measure_parity(reference_fn, ort_session(raw_path), feeds)
-        _check_parity(parity, f"depth {depth}", tolerance)
+    if job.simplify:
+        simplified, note, parity = _simplified(job, config, raw_path, path)
+    if parity is None:  # the unsimplified graph is the artifact: verify it
+        parity = measure_parity(job.reference(config), ort_session(raw_path), job.feeds())
+        _check_parity(parity, f"depth {depth}", job.tolerance)
         os.replace(raw_path, path)
     raw_path.unlink(missing_ok=True)
-    assert parity is not None
     record = {"depth": depth, "blocks": list(config.blocks), "kind": "depth", "precision": "fp32",
-              **_file_record(path, root), "params": model.count_params(config),
-              "macs": count_macs(model, config, shape), "opset": opset, "exporter": exporter,
-              "simplified": simplified, "simplify_note": note, "batch": batch,
-              "parity": {**parity, "tolerance": tolerance, "real_samples": 0 if real is None else int(len(real)),
-                         "batch_sizes": [batch] if batch else [1, 3, 8]}}
-    say(f"depth {depth}: ok, {record['bytes'] / 1e6:.2f} MB, max relative error {parity['max_rel_err']:.2e}")
+              **job.file_record(path), "params": job.model.count_params(config),
+              "macs": count_macs(job.model, config, job.shape), "opset": job.opset, "exporter": job.exporter,
+              "simplified": simplified, "simplify_note": note, "batch": job.batch,
+              "parity": job.parity_record(parity, job.tolerance)}
+    job.log(f"depth {depth}: ok, {record['bytes'] / 1e6:.2f} MB, max relative error {parity['max_rel_err']:.2e}")
     return record
 
 
-def _topological_sort(graph: Any) -> None:
-    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        ready = [n for n in pending if all(i in available for i in n.input)]
-        if not ready:
-            raise DDNNError("the FP16 graph has a cycle or a missing input; export without --fp16")
-        for node in ready:
-            ordered.append(node)
-            available.update(node.output)
-        pending = [n for n in pending if n not in ready]
-    copies = [type(n)() for n in ordered]
-    for copy, node in zip(copies, ordered):
-        copy.CopyFrom(node)
-    del graph.node[:]
-    graph.node.extend(copies)
+def _simplified(job: _Job, config: DepthConfig, raw_path: Path,
+                path: Path) -> tuple[bool, str, dict[str, float] | None]:
+    """onnxsim in a child process; ``(True, "ok", parity)`` with the simplified graph moved to ``path``
+    when it passes verification, else ``(False, why, None)`` and the raw graph stays the candidate."""
+    job.log(f"depth {job.ckpt.spec.depth_of(config)}: simplifying with onnxsim (child process)")
+    sim_path = job.root / f".{path.name}.sim"
+    try:
+        ok, note = simplify_in_child(raw_path, sim_path, timeout=job.simplify_timeout)
+        if not ok:
+            return False, note, None
+        check_model(sim_path)
+        parity = measure_parity(job.reference(config), ort_session(sim_path), job.feeds())
+        if parity["max_rel_err"] > job.tolerance:
+            return False, (f"onnxsim changed the outputs (relative error {parity['max_rel_err']:.3g}); "
+                           "kept the unsimplified graph"), None
+        os.replace(sim_path, path)
+        return True, "ok", parity
+    except DDNNError as exc:
+        return False, f"simplified graph failed verification ({exc}); kept the unsimplified graph", None
+    finally:
+        sim_path.unlink(missing_ok=True)
 
 
-def _export_fp16(ckpt: Checkpoint, fp32: dict[str, Any], root: Path, *, shape: tuple[int, int, int],
-                 batch: int | None, real: np.ndarray | None, tolerance: float,
-                 say: Callable[[str], None]) -> dict[str, Any]:
+def _export_fp16(job: _Job, fp32: dict[str, Any], tolerance: float) -> dict[str, Any]:
     """An FP16 copy of a per-depth graph (float32 input and output kept), for back-ends that take
     precision from the graph (TensorRT 11's strongly typed networks)."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    config = ckpt.table()[fp32["depth"]]
-    proto = convert_float_to_float16(onnx.load(str(root / fp32["path"])), keep_io_types=True)
-    _topological_sort(proto.graph)  # the converter appends its input casts at the end
-    path = root / fp32["path"].replace(".onnx", ".fp16.onnx")
-    onnx.save(proto, str(path))
+    config = job.ckpt.table()[fp32["depth"]]
+    path = job.root / fp32["path"].replace(".onnx", ".fp16.onnx")
+    write_fp16_copy(job.root / fp32["path"], path)
     check_model(path)
-    reference = ckpt.build(config)
-    parity = measure_parity(_bound(reference, config), ort_session(path), parity_inputs(shape, batch, real))
+    parity = measure_parity(job.reference(config), ort_session(path), job.feeds())
     _check_parity(parity, f"depth {fp32['depth']} (fp16)", tolerance)
-    say(f"depth {fp32['depth']}: fp16 ok, max relative error {parity['max_rel_err']:.2e}")
-    return {**fp32, "precision": "fp16", **_file_record(path, root), "from": fp32["path"],
-            "parity": {**parity, "tolerance": tolerance, "real_samples": 0 if real is None else int(len(real)),
-                       "batch_sizes": [batch] if batch else [1, 3, 8]}}
+    job.log(f"depth {fp32['depth']}: fp16 ok, max relative error {parity['max_rel_err']:.2e}")
+    return {**fp32, "precision": "fp16", **job.file_record(path), "from": fp32["path"],
+            "parity": job.parity_record(parity, tolerance)}
 
 
-def _bound(model: Any, config: DepthConfig) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda x: model(x, config)
-
-
-def _export_selector(ckpt: Checkpoint, ckpt_sha: str, model: Any, configs: list[DepthConfig], root: Path, *,
-                     shape: tuple[int, int, int], opset: int, batch: int | None, exporter: str, tolerance: float,
-                     real: np.ndarray | None, say: Callable[[str], None]) -> dict[str, Any]:
-    import onnx
-
-    spec = ckpt.spec
-    say(f"selector: composing {len(configs)} depths into one graph")
+def _export_selector(job: _Job, configs: list[DepthConfig]) -> dict[str, Any]:
+    """One graph for every depth (an If chain on the ``depth`` input), weights stored once."""
+    onnx = optional_import("onnx")
+    spec = job.ckpt.spec
+    job.log(f"selector: composing {len(configs)} depths into one graph")
     protos = {}
     for config in configs:
-        part = root / f".selector-part-{config}.onnx"
-        subnet = extract_subnet(model, config, ckpt.bn_stats.get(str(config)), fold="none")
-        export_onnx(subnet, part, input_shape=shape, opset=opset, batch=batch, exporter=exporter)
+        part = job.root / f".selector-part-{config}.onnx"
+        export_onnx(extract_subnet(job.model, config, fold="none"), part, input_shape=job.shape, opset=job.opset,
+                    batch=job.batch, exporter=job.exporter)
         protos[spec.depth_of(config)] = onnx.load(str(part))
         part.unlink()
-    selector = build_selector_model(protos, opset=opset, batch=batch)
+    selector = build_selector_model(protos, opset=job.opset, batch=job.batch)
     depths = [spec.depth_of(c) for c in configs]
     info = {"depth": depths, "blocks": [list(c.blocks) for c in configs]}
-    set_metadata(selector, _metadata(ckpt, ckpt_sha, info, exporter=exporter, opset=opset, kind="selector"))
-    name = f"{ckpt.arch}-selector.onnx"
-    path = root / name
-    sizes = save_deduplicated(selector, path, f"{name}.data")
+    set_metadata(selector, job.metadata(info, kind="selector"))
+    path = job.root / f"{job.ckpt.arch}-selector.onnx"
+    sizes = save_deduplicated(selector, path, f"{path.name}.data")
     check_model(path)
-    session = ort_session(path)
-    feeds = parity_inputs(shape, batch, real)
-    per_depth = {}
+    session, feeds, per_depth = ort_session(path), job.feeds(), {}
     for config, depth in zip(configs, depths):
-        reference = ckpt.build(config)
-        parity = measure_parity(_bound(reference, config), session, feeds,
+        parity = measure_parity(job.reference(config), session, feeds,
                                 extra_inputs={"depth": np.asarray(depth, dtype=np.int64)})
-        _check_parity(parity, f"depth {depth} of the selector graph", tolerance)
+        _check_parity(parity, f"depth {depth} of the selector graph", job.tolerance)
         per_depth[str(depth)] = parity
-    data = root / f"{name}.data"
+    data = job.root / f"{path.name}.data"
     record = {"depth": depths, "blocks": info["blocks"], "kind": "selector", "precision": "fp32",
-              **_file_record(path, root), "data": _file_record(data, root),
-              "params": sum(p.numel() for p in model.parameters()),
-              "macs": {str(d): count_macs(model, c, shape) for d, c in zip(depths, configs)},
-              "opset": opset, "exporter": exporter, "simplified": False,
+              **job.file_record(path), "data": job.file_record(data),
+              "params": sum(p.numel() for p in job.model.parameters()),
+              "macs": {str(d): count_macs(job.model, c, job.shape) for d, c in zip(depths, configs)},
+              "opset": job.opset, "exporter": job.exporter, "simplified": False,
               "simplify_note": "not simplified: branches keep raw convolution weights so they can share bytes",
-              "batch": batch, "weights": sizes,
-              "parity": {"per_depth": per_depth, "tolerance": tolerance,
+              "batch": job.batch, "weights": sizes,
+              "parity": {"per_depth": per_depth, "tolerance": job.tolerance,
                          "max_rel_err": max(p["max_rel_err"] for p in per_depth.values())}}
     record["bytes"] += record["data"]["bytes"]
-    say(f"selector: ok, {record['bytes'] / 1e6:.2f} MB on disk ({sizes['stored_bytes'] / 1e6:.2f} MB of "
-        f"weights stored for {sizes['referenced_bytes'] / 1e6:.2f} MB referenced)")
+    job.log(f"selector: ok, {record['bytes'] / 1e6:.2f} MB on disk ({sizes['stored_bytes'] / 1e6:.2f} MB of "
+            f"weights stored for {sizes['referenced_bytes'] / 1e6:.2f} MB referenced)")
     return record

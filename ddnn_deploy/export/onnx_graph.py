@@ -10,9 +10,7 @@ from typing import Any
 import torch
 
 from ..errors import UsageError, optional_import
-
-EXPORTERS = ("torchscript", "dynamo")
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
+from .settings import EXPORTERS, INPUT_NAME, OUTPUT_NAME
 
 
 def export_onnx(module: torch.nn.Module, path: Path, *, input_shape: tuple[int, int, int], opset: int,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import optional_import
-from .onnx_graph import INPUT_NAME, OUTPUT_NAME
+from .settings import INPUT_NAME, OUTPUT_NAME
 
 
 def _onnx() -> Any:

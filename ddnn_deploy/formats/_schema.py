@@ -150,7 +150,7 @@ def read_json_file(path: Path, *, fmt: str, version: int, what: str, fix: str,
         data = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise error(f"{path}: is not a readable JSON file ({reason}); {fix}") from None
+        raise error(f"{path}: is not valid JSON ({reason}); {fix}") from None
     if not isinstance(data, dict) or data.get("format") != fmt:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise error(f"{path}: is not a {what} (format {found!r}); {fix}")

@@ -200,7 +200,7 @@ def read_manifest(folder: Union[str, Path], *, verify: bool = True) -> Manifest:
             if not file.is_file():
                 raise ArtifactsError(f"{path}: artifacts[{index}]: {record.path} is listed but missing; re-export")
             if verify and sha256_file(file) != record.sha256:
-                raise ArtifactsError(f"{path}: artifacts[{index}]: {record.path} no longer matches its sha256: the "
+                raise ArtifactsError(f"{path}: artifacts[{index}]: {record.path} no longer matches the sha256 recorded for it: the "
                                      "file was changed after export; refusing to use it (re-export)")
     return manifest
 

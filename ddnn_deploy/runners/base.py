@@ -1,7 +1,7 @@
 """The Runner lifecycle shared by every back-end: activate / infer / deactivate, as a context manager.
 
 Runners are constructed cheaply (paths and settings only); nothing touches a device or loads a
-library until ``activate``. Runners never time anything: timing lives in ``ddnn_deploy.bench.timing``.
+library until ``activate``. Runners never time anything: timing lives in ``ddnn_deploy.measure.timing``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""torch runner: the reference, straight from the checkpoint (the depth's own BN statistics)."""
+"""torch runner: the reference, straight from the checkpoint (the model at the depth, with its own BN statistics)."""
 
 from __future__ import annotations
 
@@ -24,17 +24,15 @@ class TorchRunner(Runner):
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        ckpt = load_checkpoint(self.ckpt)
-        self.config = ckpt.table()[self.depth]
-        self.model = ckpt.build(self.config).to(self.device)
+        # build(depth) checks the depth against the checkpoint's table and makes it the default depth
+        self.model = load_checkpoint(self.ckpt).build(self.depth).to(self.device)
         self.torch = torch
 
     def _infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         with self.torch.no_grad():
             x = self.torch.from_numpy(feed["input"]).to(self.device)
-            return [self.model(x, self.config).cpu().numpy()]
+            return [self.model(x).cpu().numpy()]
 
     def info(self) -> dict[str, Any]:
-        import torch
-
+        torch = optional_import("torch", "the torch runner")
         return {"backend": self.name, "torch": str(torch.__version__), "device": self.device}

@@ -75,7 +75,7 @@ def run_worker(job: Job, timeout: float) -> list[dict[str, Any]]:
         job_path.write_text(job.model_dump_json())
         env = {**os.environ, **({"OMP_NUM_THREADS": str(job.threads)} if job.threads else {})}
         try:
-            proc = subprocess.run([sys.executable, "-m", "ddnn_deploy.bench.worker", str(job_path),
+            proc = subprocess.run([sys.executable, "-m", "ddnn_deploy.measure.worker", str(job_path),
                                    str(result_path)], capture_output=True, text=True, timeout=timeout, env=env)
             if result_path.exists():
                 return json.loads(result_path.read_text())

@@ -1,4 +1,4 @@
-"""One (depth, precision) measurement in its own process: ``python -m ddnn_deploy.bench.worker JOB RESULT``.
+"""One (depth, precision) measurement in its own process: ``python -m ddnn_deploy.measure.worker JOB RESULT``.
 
 A crash here (a sticky CUDA error, a segfault in a back-end) kills only this process; the sweep
 records a failed row and goes on. Latency, throughput at each batch size, accuracy through the same

@@ -1,1 +1,0 @@
-"""Bench: device profiles, timing, accuracy and memory in child processes, results, plots."""

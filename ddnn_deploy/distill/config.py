@@ -1,0 +1,76 @@
+"""``TrainConfig``: every training setting, typed, with its default; torch-free so the CLI (and a
+user's script) can read the defaults and choices without importing torch."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..data import DATASETS
+from ..errors import UsageError
+from ..spec import DepthsLike
+
+MODES = ("ekd", "ce", "ipkd", "ipkd-ta", "individual")
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "cifar_resnet20"
+    # "8,14,20", "1-1-1,3-3-3", [8, 14, 20], [DepthConfig(...)]; None = every depth in the arch table
+    depths: DepthsLike = None
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    width: int | None = None
+    mode: str = "ekd"
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    kl_weight: float = 1.0
+    at_weight: float = 100.0  # the raw attention MSE is ~1e-3: it needs a large weight to matter
+    temperature: float = 1.0
+    seed: int = 0
+    out: str = "model.pt"
+    resume: bool = False
+    init: str | None = None  # a ddnn-deploy checkpoint to start from (fine-tuning)
+    amp: bool = True  # used on CUDA only
+    device: str | None = None
+    threads: int | None = None
+    train_limit: int | None = None  # use a subset (tests, quick runs)
+    test_limit: int | None = None
+    # > 0: hold out this many training images (a fixed split, independent of --seed) and evaluate on them
+    # instead of the test set, so hyper-parameters can be tuned without looking at the test set
+    holdout: int = 0
+    recal_samples: int = 10000
+    channels_last: bool = True
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"unknown training mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.dataset not in DATASETS:
+            raise UsageError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        for name in ("epochs", "batch_size", "recal_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"TrainConfig.{name} must be a positive integer, not {value!r}")
+        for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "kl_weight", "at_weight", "temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise UsageError(f"TrainConfig.{name} must be a number >= 0, not {value!r}")
+        if isinstance(self.out, os.PathLike):
+            self.out = os.fspath(self.out)
+        if not isinstance(self.out, str) or not self.out:
+            raise UsageError(f"TrainConfig.out must name the checkpoint file to write, not {self.out!r}")
+
+
+def default(name: str) -> Any:
+    """The default of one TrainConfig field (what the CLI shows)."""
+    for f in fields(TrainConfig):
+        if f.name == name:
+            return f.default
+    raise KeyError(name)
