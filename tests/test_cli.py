@@ -3,13 +3,16 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 
-from ddnn_deploy.cli import commands  # noqa: F401  (registers the commands)
-from ddnn_deploy.cli.main import cli
+from ddnn_deploy.cli import cli
 from ddnn_deploy.models import build_model
+
+DEMO_CKPT = Path(__file__).resolve().parents[1] / "models" / "fmnist-resnet20-ddnn.pt"
 
 
 def run(*args):
@@ -98,6 +101,31 @@ def test_help_and_import_work_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "train" in result.stdout and "convert" in result.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["info", "--arch", "resnet50"], ["eval", "--ckpt", str(DEMO_CKPT)], ["export", "--ckpt", str(DEMO_CKPT), "--out", "{tmp}/a"],
+    ["convert", "--arch", "resnet18", "--out", "{tmp}/c.pt"], ["train", "--epochs", "1", "--out", "{tmp}/t.pt"]])
+def test_every_torch_command_without_torch_exits_5_with_one_line(args, tmp_path):
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from ddnn_deploy.cli import main\n"
+            f"sys.argv = ['ddnn-deploy', *{[a.replace('{tmp}', str(tmp_path)) for a in args]!r}]\n"
+            "main()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 5, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: torch is not installed") and "pip install torch" in lines[0]
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_python_api_without_torch_names_the_install_command():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import ddnn_deploy\n"
+            "assert ddnn_deploy.QuantConfig and ddnn_deploy.DeviceProfile and ddnn_deploy.pick_depth\n"
+            "try:\n    ddnn_deploy.export\nexcept ddnn_deploy.MissingDependencyError as exc:\n    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "torch is not installed; ddnn_deploy.export needs it; install it with: pip install torch" in result.stdout
 
 
 def test_export_command_json_and_errors(tiny_ckpt, tmp_path):

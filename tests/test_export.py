@@ -9,12 +9,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from ddnn_deploy import export
 from ddnn_deploy.atomic import sha256_file
-from ddnn_deploy.checkpoint import load_checkpoint
-from ddnn_deploy.errors import CheckpointError, UsageError
-from ddnn_deploy.export import api, export
-from ddnn_deploy.export.simplify import simplify_in_child
-from ddnn_deploy.export.verify import ParityError
+from ddnn_deploy.checkpoint import content_sha256, load_checkpoint
+from ddnn_deploy.errors import CheckpointError, ParityError, UsageError
+from ddnn_deploy.onnx_export import api
+from ddnn_deploy.onnx_export.simplify import simplify_in_child
+from ddnn_deploy.spec import DepthConfig
 
 
 def _run(path, x, depth=None):
@@ -28,7 +29,9 @@ def _run(path, x, depth=None):
 @pytest.fixture(scope="module")
 def exported(tiny_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "artifacts"
-    manifest = export(tiny_ckpt, out, selector=True)
+    messages = []
+    manifest = export(tiny_ckpt, out, selector=True, progress=False, log=messages.append)
+    assert "depth 8 (1-1-1): exporting" in messages and any(m.startswith("selector: ok") for m in messages)
     return out, manifest
 
 
@@ -56,17 +59,23 @@ def test_manifest_and_per_depth_graphs(exported, tiny_ckpt):
         assert json.loads(meta["ddnn.class_names"])[0] == "T-shirt/top"
         assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim][0] == "batch"
     assert per_depth[0]["bytes"] < per_depth[1]["bytes"]  # a shallower depth is a smaller file
-    assert per_depth[0]["simplified"] in (True, False) and per_depth[0]["simplify_note"]
+    # onnxsim ran and its graph passed verification: the artifact is the simplified one
+    assert all(a["simplified"] is True and a["simplify_note"] == "ok" for a in per_depth)
+    assert manifest["checkpoint"]["path"] == str(tiny_ckpt)
 
 
 def test_graphs_match_pytorch_with_each_depths_own_bn(exported, tiny_ckpt):
     out, manifest = exported
     ckpt = load_checkpoint(tiny_ckpt)
     x = np.random.default_rng(0).standard_normal((5, 1, 28, 28)).astype(np.float32)
+    model = ckpt.build()  # every depth's own BN statistics: model(x, depth) is the reference
     for a in (a for a in manifest["artifacts"] if a["kind"] == "depth"):
-        config = ckpt.table()[a["depth"]]
-        expected = ckpt.build(config)(torch.from_numpy(x), config).detach().numpy()
-        assert np.abs(_run(out / a["path"], x) - expected).max() <= 1e-4 * np.abs(expected).max()
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x), a["depth"]).numpy()
+            shared = model(torch.from_numpy(x), a["depth"], shared_bn=True).numpy()
+        got = _run(out / a["path"], x)
+        assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+        assert np.abs(got - shared).max() > 1e-3 * np.abs(expected).max()  # not the shared statistics
 
 
 def test_selector_equals_per_depth_graphs_and_stores_weights_once(exported):
@@ -170,3 +179,25 @@ def test_fp16_graphs_for_tensorrt_11(tiny_ckpt, tmp_path):
     x = np.random.default_rng(2).standard_normal((2, 1, 28, 28)).astype(np.float32)
     np.testing.assert_allclose(_run(tmp_path / "h" / fp16["path"], x), _run(tmp_path / "h" / fp32["path"], x),
                                atol=5e-2)
+
+
+def test_checkpoint_object_depth_forms_and_argument_types(tiny_ckpt, tmp_path):
+    ckpt = load_checkpoint(tiny_ckpt)
+    manifest = export(ckpt, tmp_path / "obj", depths=[DepthConfig((2, 2, 2)), "1-1-1"], simplify=False,
+                      progress=False)
+    assert manifest["checkpoint"] == {"path": None, "sha256": content_sha256(ckpt)}
+    assert [a["depth"] for a in manifest["artifacts"]] == [8, 14]
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "obj" / manifest["artifacts"][0]["path"])).metadata_props}
+    assert meta["ddnn.checkpoint_sha256"] == content_sha256(ckpt)
+    for kwargs, message in (({"ckpt": 3.5}, "ckpt must be a Checkpoint or a path, not float"),
+                            ({"out": 7}, "out must be a path, not int"),
+                            ({"progress": print}, "progress must be bool, not builtin_function_or_method"),
+                            ({"log": "stderr"}, "log must be a callable"),
+                            ({"batch": 1.5}, "batch must be int or None, not float"),
+                            ({"selector": 1}, "selector must be bool, not int"),
+                            ({"depths": 8.5}, "depths must be"),
+                            ({"depths": [8], "selector": True}, "--selector needs at least two depths")):
+        arguments = {"ckpt": ckpt, "out": tmp_path / "bad", **kwargs}
+        with pytest.raises(UsageError, match=message):
+            export(arguments.pop("ckpt"), arguments.pop("out"), **arguments)
+    assert not (tmp_path / "bad").exists()

@@ -1,5 +1,7 @@
 """Short real training runs on real Fashion-MNIST images: every mode, resume, Ctrl-C, seeds, BN per depth."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -20,7 +22,8 @@ def _config(tmp_path, name="run.pt", **overrides):
 
 @pytest.mark.parametrize("mode", ["ekd", "ce", "ipkd", "ipkd-ta"])
 def test_each_mode_trains_and_writes_a_checkpoint(tmp_path, fashion_mnist_dir, mode):
-    ckpt = train(_config(tmp_path, mode=mode, depths="8,14,20"), log=lambda m: None)
+    ckpt = train(_config(tmp_path, mode=mode, depths=[8, "2-2-2", DepthConfig((3, 3, 3))]), log=None)
+    assert ckpt.training["settings"]["depths"] == "8,14,20"  # stored plain, whatever form it was given in
     assert [c.blocks for c in ckpt.depths] == [(1, 1, 1), (2, 2, 2), (3, 3, 3)]
     assert set(ckpt.bn_stats) == {"1-1-1", "2-2-2", "3-3-3"}
     assert ckpt.training["settings"]["mode"] == mode
@@ -88,6 +91,12 @@ def test_seed_makes_cpu_runs_repeatable_and_resume_continues_exactly(tmp_path, f
 def test_bad_training_inputs(tmp_path):
     with pytest.raises(UsageError, match="unknown training mode"):
         train(_config(tmp_path, mode="distill"))
+    with pytest.raises(UsageError, match="config must be a TrainConfig, not dict"):
+        train({"arch": "cifar_resnet20"})
+    with pytest.raises(UsageError, match="log must be a callable"):
+        train(_config(tmp_path), log="stderr")
+    with pytest.raises(UsageError, match="depths must be"):
+        train(_config(tmp_path, depths=8.5))
     with pytest.raises(UsageError, match="valid depths"):
         train(_config(tmp_path, depths="9"))
     with pytest.raises(CheckpointError, match="does not exist yet"):
@@ -99,42 +108,36 @@ def test_recalibrated_bn_statistics_are_exact_batch_statistics():
     model = build_model("cifar_resnet20", num_classes=10, in_channels=1, input_size=28, width=4)
     depth = DepthConfig((1, 1, 1))
     batches = [torch.randn(16, 1, 28, 28) * 2 + 1 for _ in range(3)]
+    shared = {k: v.clone() for k, v in model.state_dict().items()}
     stats = recalibrate_bn(model, depth, iter(batches))
-    stem = model.bn1.__class__  # the stem's BN sees conv1(x) directly: check it against the exact moments
+    # the stem's BN sees conv1(x) directly: check it against the exact moments
     conv_out = torch.cat([model.conv1(b) for b in batches]).detach()
-    assert isinstance(model.bn1, stem)
     assert torch.allclose(stats["bn1.running_mean"], conv_out.mean((0, 2, 3)), atol=1e-5)
     # cumulative average of per-batch unbiased variances, as momentum=None defines it
     per_batch = torch.stack([model.conv1(b).detach().var((0, 2, 3), unbiased=True) for b in batches]).mean(0)
     assert torch.allclose(stats["bn1.running_var"], per_batch, atol=1e-4)
-    assert not any(k.startswith("layer1.1.") for k in stats)  # only the depth's own BN layers
+    # only the depth's own BN layers: the stem's and two in each of its three blocks, three buffers each
+    assert len(stats) == 7 * 3 and not any(k.startswith("layer1.1.") for k in stats)
+    assert int(stats["bn1.num_batches_tracked"]) == 3
     assert model.bn1.momentum == 0.1  # settings restored
+    assert all(torch.equal(shared[k], v) for k, v in model.state_dict().items())  # the shared statistics too
 
 
-def test_holdout_evaluates_on_training_images_never_seen_in_training(tmp_path, fashion_mnist_dir, monkeypatch):
-    seen = {}
-    real_load = trainer_module._load_data
-
-    def spy(config):
-        train_set, eval_set = real_load(config)
-        seen["train"], seen["eval"] = train_set, eval_set
-        return train_set, eval_set
-
-    monkeypatch.setattr(trainer_module, "_load_data", spy)
-    messages = []
-    ckpt = train(_config(tmp_path, holdout=5000, train_limit=None, test_limit=None, epochs=0, depths="8"),
-                 log=messages.append)
+def test_holdout_evaluates_on_training_images_never_seen_in_training(tmp_path, fashion_mnist_dir):
+    config = _config(tmp_path, holdout=5000, train_limit=None, test_limit=None, depths="8")
+    train_set, eval_set = trainer_module._load_data(config)
     # 55,000 images left to train on, 5,000 held out; no image appears in both (pixels + label as identity)
-    assert len(seen["train"]) == 55000 and len(seen["eval"]) == 5000
+    assert len(train_set) == 55000 and len(eval_set) == 5000
     key = lambda ds: {ds.images[i].tobytes() + bytes([ds.labels[i]]) for i in range(len(ds))}  # noqa: E731
-    held = key(seen["eval"])
-    assert len(held & key(seen["train"].subset(20000, seed=0))) <= 5  # Fashion-MNIST has a few exact duplicates
+    held = key(eval_set)
+    assert len(held & key(train_set.subset(20000, seed=0))) <= 5  # Fashion-MNIST has a few exact duplicates
+    # the split is fixed: another seed holds out exactly the same images
+    assert key(trainer_module._load_data(replace(config, seed=9))[1]) == held
+    messages = []
+    ckpt = train(_config(tmp_path, holdout=5000, test_limit=None, depths="8"), log=messages.append)
     metrics = ckpt.metrics["1-1-1"]
     assert metrics["split"] == "held-out" and metrics["n"] == 5000
     assert ckpt.training["settings"]["holdout"] == 5000
-    # the split is fixed: another seed holds out exactly the same images
-    train(_config(tmp_path, "other.pt", holdout=5000, train_limit=None, test_limit=None, epochs=0, depths="8",
-                  seed=9), log=lambda m: None)
-    assert key(seen["eval"]) == held
+    assert any("held-out top-1" in m for m in messages)
     with pytest.raises(UsageError, match="--holdout"):
         train(_config(tmp_path, "bad.pt", holdout=10**6))
