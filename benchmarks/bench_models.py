@@ -56,10 +56,11 @@ def annotate(results: dict, threads: int) -> None:
 
 
 def main(name: str) -> None:
+    from ddnn_deploy import export
+    from ddnn_deploy.convert import convert_weights
+    from ddnn_deploy.formats.results import parse_results
     from ddnn_deploy.measure.plot import plot_results
     from ddnn_deploy.measure.sweep import bench
-    from ddnn_deploy.convert import convert_weights
-    from ddnn_deploy import export
 
     work = Path(tempfile.mkdtemp(prefix=f"ddnn-bench-{name}-"))
     try:
@@ -68,9 +69,15 @@ def main(name: str) -> None:
         else:
             ckpt, dataset = work / f"{name}.pt", None
             convert_weights(arch=name, out=ckpt)
-        manifest = export(ckpt, work / "artifacts", simplify=True, progress=print)
-        results = bench(work / "artifacts", device="x86-cpu", dataset=dataset, results_path=work / "results.json",
-                        progress=False, log=print)
+        manifest = export(ckpt, work / "artifacts", simplify=True, log=print).to_json_dict()
+        results = bench(
+            work / "artifacts",
+            device="x86-cpu",
+            dataset=dataset,
+            results_path=work / "results.json",
+            progress=False,
+            log=print,
+        ).to_json_dict()
         cores = os.cpu_count() or 1
         macs = {a["depth"]: a["macs"] for a in manifest["artifacts"]}
         for row in results["rows"]:
@@ -78,13 +85,15 @@ def main(name: str) -> None:
         annotate(results, cores)
         out = save_result(f"bench-{name}", results, indent=1)
         shutil.copy(work / "results.csv", out.with_suffix(".csv"))
-        plot_results(results, out.with_suffix(".png"))
+        plot_results(parse_results(results), out.with_suffix(".png"))
         for row in results["rows"]:
             lat, acc = row.get("latency_ms") or {}, row.get("accuracy") or {}
-            print(f"depth {row['depth']} batch {row['batch']}: p50 {lat.get('p50', float('nan')):.3f} ms, "
-                  f"p90 {lat.get('p90', float('nan')):.3f} ms, top-1 {acc.get('top1')}, "
-                  f"{row.get('achieved_gflops', 0):.0f} GFLOP/s ({100 * row.get('fraction_of_fp32_peak', 0):.0f}% "
-                  f"of FACTS.md's peak, {100 * row.get('fraction_of_measured_sgemm', 0):.0f}% of this host's sgemm)")
+            print(
+                f"depth {row['depth']} batch {row['batch']}: p50 {lat.get('p50', float('nan')):.3f} ms, "
+                f"p90 {lat.get('p90', float('nan')):.3f} ms, top-1 {acc.get('top1')}, "
+                f"{row.get('achieved_gflops', 0):.0f} GFLOP/s ({100 * row.get('fraction_of_fp32_peak', 0):.0f}% "
+                f"of FACTS.md's peak, {100 * row.get('fraction_of_measured_sgemm', 0):.0f}% of this host's sgemm)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -100,8 +109,9 @@ if __name__ == "__main__":
         else:
             from ddnn_deploy.describe import describe
 
-            table = {r["depth"]: r["macs"] for r in describe(ckpt=str(ROOT / "models" / "fmnist-resnet20-ddnn.pt"))
-                     ["depths"]}
+            table = {
+                r["depth"]: r["macs"] for r in describe(ckpt=str(ROOT / "models" / "fmnist-resnet20-ddnn.pt"))["depths"]
+            }
         for row in data["rows"]:
             row["macs"] = table[row["depth"]]
         annotate(data, data["device"]["environment"]["threads"])

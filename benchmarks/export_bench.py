@@ -61,8 +61,9 @@ class PlainNet(nn.Module):
 
     def __init__(self, ddnn_model, blocks):
         super().__init__()
-        self.stem_modules = nn.ModuleDict({n: m for n, m in ddnn_model.named_children()
-                                           if n not in ddnn_model.stage_names})
+        self.stem_modules = nn.ModuleDict(
+            {n: m for n, m in ddnn_model.named_children() if n not in ddnn_model.stage_names}
+        )
         self.stage_names = list(ddnn_model.stage_names)
         for name, stage, n in zip(ddnn_model.stage_names, ddnn_model.stages(), blocks):
             setattr(self, name, nn.Sequential(*list(stage)[:n]))
@@ -92,9 +93,9 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=0, help="runs per round (default: by model size)")
     args = parser.parse_args()
 
+    from ddnn_deploy import export
     from ddnn_deploy.checkpoint import load_checkpoint
     from ddnn_deploy.convert import convert_weights
-    from ddnn_deploy import export
 
     work = Path(tempfile.mkdtemp(prefix="ddnn-export-bench-"))
     try:
@@ -103,7 +104,7 @@ def main() -> None:
             convert_weights(arch=args.arch, out=ckpt_path)
         torch.set_num_threads(args.threads)
         t0 = time.time()
-        manifest = export(ckpt_path, work / "artifacts", selector=True, progress=print)
+        manifest = export(ckpt_path, work / "artifacts", selector=True, log=print).to_json_dict()
         export_seconds = time.time() - t0
         ckpt = load_checkpoint(ckpt_path)
         shape = tuple(ckpt.input_shape)
@@ -115,40 +116,84 @@ def main() -> None:
             per = session(work / "artifacts" / a["path"], args.threads)
             per_round = args.per_round or max(5, int(2e9 / max(a["macs"], 1) / 50))
             per_round = min(per_round, 200)
-            vs_selector = paired_latency(sel, {"input": x, "depth": np.asarray(a["depth"], dtype=np.int64)},
-                                         per, {"input": x}, rounds=args.rounds, per_round=per_round,
-                                         warmup=per_round)
+            vs_selector = paired_latency(
+                sel,
+                {"input": x, "depth": np.asarray(a["depth"], dtype=np.int64)},
+                per,
+                {"input": x},
+                rounds=args.rounds,
+                per_round=per_round,
+                warmup=per_round,
+            )
             # the same depth built and exported as a plain standalone network
             config = ckpt.table()[a["depth"]]
-            plain = PlainNet(ckpt.build(config), config.blocks).eval()
+            net = ckpt.build()  # PlainNet bypasses DepthNet.forward: load this depth's BN statistics itself
+            net.load_state_dict(net.depth_bn_stats(config), strict=False)
+            plain = PlainNet(net, config.blocks).eval()
             plain_path = work / f"plain-{a['depth']}.onnx"
-            torch.onnx.export(plain, (torch.from_numpy(x),), str(plain_path), dynamo=False, input_names=["input"],
-                              output_names=["logits"], opset_version=17,
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(
+                plain,
+                (torch.from_numpy(x),),
+                str(plain_path),
+                dynamo=False,
+                input_names=["input"],
+                output_names=["logits"],
+                opset_version=17,
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
             with torch.no_grad():
                 same = float(np.abs(plain(torch.from_numpy(x)).numpy() - per.run(None, {"input": x})[0]).max())
-            vs_plain = paired_latency(per, {"input": x}, session(plain_path, args.threads), {"input": x},
-                                      rounds=args.rounds, per_round=per_round, warmup=per_round)
-            row = {"depth": a["depth"], "blocks": a["blocks"], "macs": a["macs"], "per_depth_ms": vs_selector["b_ms"],
-                   "selector_ms": vs_selector["a_ms"], "selector_ratio": vs_selector["ratio"],
-                   "standalone_ms": vs_plain["b_ms"], "per_depth_vs_standalone": vs_plain["ratio"],
-                   "standalone_max_abs_diff": same, "per_depth_bytes": a["bytes"], "n": vs_selector["n"]}
+            vs_plain = paired_latency(
+                per,
+                {"input": x},
+                session(plain_path, args.threads),
+                {"input": x},
+                rounds=args.rounds,
+                per_round=per_round,
+                warmup=per_round,
+            )
+            row = {
+                "depth": a["depth"],
+                "blocks": a["blocks"],
+                "macs": a["macs"],
+                "per_depth_ms": vs_selector["b_ms"],
+                "selector_ms": vs_selector["a_ms"],
+                "selector_ratio": vs_selector["ratio"],
+                "standalone_ms": vs_plain["b_ms"],
+                "per_depth_vs_standalone": vs_plain["ratio"],
+                "standalone_max_abs_diff": same,
+                "per_depth_bytes": a["bytes"],
+                "n": vs_selector["n"],
+            }
             rows.append(row)
-            print(f"depth {a['depth']}: per-depth {row['per_depth_ms']:.3f} ms, selector {row['selector_ms']:.3f} ms "
-                  f"(x{row['selector_ratio']:.3f}), standalone {row['standalone_ms']:.3f} ms "
-                  f"(per-depth x{row['per_depth_vs_standalone']:.3f})")
+            print(
+                f"depth {a['depth']}: per-depth {row['per_depth_ms']:.3f} ms, selector {row['selector_ms']:.3f} ms "
+                f"(x{row['selector_ratio']:.3f}), standalone {row['standalone_ms']:.3f} ms "
+                f"(per-depth x{row['per_depth_vs_standalone']:.3f})"
+            )
         import onnxruntime
 
         result = {
-            "benchmark": "export", "name": args.name, "checkpoint": str(args.ckpt or f"convert --arch {args.arch}"),
-            "arch": ckpt.arch, "input_shape": list(shape), "batch": 1, "threads": args.threads,
+            "benchmark": "export",
+            "name": args.name,
+            "checkpoint": str(args.ckpt or f"convert --arch {args.arch}"),
+            "arch": ckpt.arch,
+            "input_shape": list(shape),
+            "batch": 1,
+            "threads": args.threads,
             "session": "CPU EP, intra_op_num_threads=threads, allow_spinning=0 (paired sessions in one process)",
-            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                        "onnxruntime": onnxruntime.__version__, "torch": str(torch.__version__)},
-            "export_seconds": round(export_seconds, 1), "selector_bytes": selector["bytes"],
+            "machine": {
+                "cpu": platform.processor() or platform.machine(),
+                "cores": os.cpu_count(),
+                "onnxruntime": onnxruntime.__version__,
+                "torch": str(torch.__version__),
+            },
+            "export_seconds": round(export_seconds, 1),
+            "selector_bytes": selector["bytes"],
             "deepest_per_depth_bytes": max(r["per_depth_bytes"] for r in rows),
             "simplified": {str(a["depth"]): a["simplified"] for a in manifest["artifacts"] if a["kind"] == "depth"},
-            "rows": rows, "date": time.strftime("%Y-%m-%d"),
+            "rows": rows,
+            "date": time.strftime("%Y-%m-%d"),
         }
         print(f"export wall time {export_seconds:.1f} s")
         save_result(f"export-{args.name}", result)

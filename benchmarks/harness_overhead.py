@@ -48,9 +48,18 @@ def main() -> None:
             samples.append((time.perf_counter() - t0) * 1e3)
         minimal.append(float(np.percentile(samples, 50)))
     h, m = float(np.median(harness)), float(np.median(minimal))
-    result = {"benchmark": "harness-overhead", "onnx": Path(args.onnx).name, "threads": args.threads,
-              "rounds": args.rounds, "iters_per_round": args.iters, "harness_p50_ms": h, "minimal_p50_ms": m,
-              "ratio": h / m, "goal": "<= 1.03", "date": time.strftime("%Y-%m-%d")}
+    result = {
+        "benchmark": "harness-overhead",
+        "onnx": Path(args.onnx).name,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "iters_per_round": args.iters,
+        "harness_p50_ms": h,
+        "minimal_p50_ms": m,
+        "ratio": h / m,
+        "goal": "<= 1.03",
+        "date": time.strftime("%Y-%m-%d"),
+    }
     print(json.dumps(result, indent=2))
     save_result("harness-overhead", result)
 

@@ -27,8 +27,8 @@ PEAK_FP32_GFLOPS_PER_CORE = 269.0
 def main(name: str, depths: str | None = None) -> None:
     from export_bench import paired_latency, session
 
-    from ddnn_deploy.convert import convert_weights
     from ddnn_deploy import export
+    from ddnn_deploy.convert import convert_weights
     from ddnn_deploy.quantize import calibrate
 
     work = Path(tempfile.mkdtemp(prefix=f"ddnn-int8-{name}-"))
@@ -39,10 +39,16 @@ def main(name: str, depths: str | None = None) -> None:
         else:
             ckpt, dataset, eval_samples = work / f"{name}.pt", "random", None
             convert_weights(arch=name, out=ckpt)
-        export(ckpt, work / "a", depths=depths, simplify=True, progress=print)
+        export(ckpt, work / "a", depths=depths, simplify=True, log=print)
         t0 = time.time()
-        manifest = calibrate(work / "a", dataset=dataset, samples=512 if dataset is None else 32,
-                             eval_samples=eval_samples, log=print, max_drop=100.0)
+        manifest = calibrate(
+            work / "a",
+            dataset=dataset,
+            samples=512 if dataset is None else 32,
+            eval_samples=eval_samples,
+            log=print,
+            max_drop=100.0,
+        ).to_json_dict()
         calibrate_seconds = time.time() - t0
         fp32 = {a["depth"]: a for a in manifest["artifacts"] if a["kind"] == "depth" and a["precision"] == "fp32"}
         int8 = {a["depth"]: a for a in manifest["artifacts"] if a["precision"] == "int8"}
@@ -51,27 +57,51 @@ def main(name: str, depths: str | None = None) -> None:
             shape = [1, *manifest["input"]["shape"][1:]]
             x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
             per_round = max(3, min(100, int(2e9 / fp32[depth]["macs"] / 20)))
-            timing = paired_latency(session(work / "a" / int8[depth]["path"], threads), {"input": x},
-                                    session(work / "a" / fp32[depth]["path"], threads), {"input": x},
-                                    rounds=10, per_round=per_round, warmup=per_round)
+            timing = paired_latency(
+                session(work / "a" / int8[depth]["path"], threads),
+                {"input": x},
+                session(work / "a" / fp32[depth]["path"], threads),
+                {"input": x},
+                rounds=10,
+                per_round=per_round,
+                warmup=per_round,
+            )
             macs = fp32[depth]["macs"]
-            row = {"depth": depth, "macs": macs, "int8_ms": timing["a_ms"], "fp32_ms": timing["b_ms"],
-                   "speedup": timing["b_ms"] / timing["a_ms"],
-                   "int8_gops": 2 * macs / (timing["a_ms"] / 1e3) / 1e9,
-                   "fp32_gflops": 2 * macs / (timing["b_ms"] / 1e3) / 1e9,
-                   "accuracy": int8[depth].get("accuracy")}
+            row = {
+                "depth": depth,
+                "macs": macs,
+                "int8_ms": timing["a_ms"],
+                "fp32_ms": timing["b_ms"],
+                "speedup": timing["b_ms"] / timing["a_ms"],
+                "int8_gops": 2 * macs / (timing["a_ms"] / 1e3) / 1e9,
+                "fp32_gflops": 2 * macs / (timing["b_ms"] / 1e3) / 1e9,
+                "accuracy": int8[depth].get("accuracy"),
+            }
             rows.append(row)
             acc = row["accuracy"]
-            print(f"depth {depth}: FP32 {row['fp32_ms']:.3f} ms, INT8 {row['int8_ms']:.3f} ms "
-                  f"(x{row['speedup']:.2f}); " + (f"top-1 FP32 {acc['fp32_top1']:.2f} INT8 {acc['int8_top1']:.2f} "
-                                                  f"(drop {acc['drop']:+.2f})" if acc else "no accuracy"))
+            print(
+                f"depth {depth}: FP32 {row['fp32_ms']:.3f} ms, INT8 {row['int8_ms']:.3f} ms "
+                f"(x{row['speedup']:.2f}); "
+                + (
+                    f"top-1 FP32 {acc['fp32_top1']:.2f} INT8 {acc['int8_top1']:.2f} (drop {acc['drop']:+.2f})"
+                    if acc
+                    else "no accuracy"
+                )
+            )
         import onnxruntime
 
-        result = {"benchmark": "int8", "name": name, "threads": threads, "batch": 1,
-                  "onnxruntime": onnxruntime.__version__, "calibrate_seconds": round(calibrate_seconds, 1),
-                  "peak_fp32_gflops": PEAK_FP32_GFLOPS_PER_CORE * threads,
-                  "int8_floor_gops": 4 * PEAK_FP32_GFLOPS_PER_CORE * threads,
-                  "rows": rows, "date": time.strftime("%Y-%m-%d")}
+        result = {
+            "benchmark": "int8",
+            "name": name,
+            "threads": threads,
+            "batch": 1,
+            "onnxruntime": onnxruntime.__version__,
+            "calibrate_seconds": round(calibrate_seconds, 1),
+            "peak_fp32_gflops": PEAK_FP32_GFLOPS_PER_CORE * threads,
+            "int8_floor_gops": 4 * PEAK_FP32_GFLOPS_PER_CORE * threads,
+            "rows": rows,
+            "date": time.strftime("%Y-%m-%d"),
+        }
         save_result(f"int8-{name}", result)
     finally:
         shutil.rmtree(work, ignore_errors=True)

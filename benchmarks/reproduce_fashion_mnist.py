@@ -51,9 +51,18 @@ def run_all(args: argparse.Namespace) -> None:
     depths = parse_depths(arch_spec(args.arch), args.depths)
     for seed in args.seeds:
         for method in args.methods:
-            base = dict(arch=args.arch, width=args.width, epochs=args.epochs, batch_size=args.batch_size,
-                        seed=seed, progress=False, threads=args.threads, train_limit=args.train_limit,
-                        test_limit=args.test_limit, holdout=args.holdout)
+            base = dict(
+                arch=args.arch,
+                width=args.width,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                seed=seed,
+                progress=False,
+                threads=args.threads,
+                train_limit=args.train_limit,
+                test_limit=args.test_limit,
+                holdout=args.holdout,
+            )
             if method == "individual":
                 for depth in depths:
                     number = arch_spec(args.arch).depth_of(depth)
@@ -61,22 +70,38 @@ def run_all(args: argparse.Namespace) -> None:
                     if _finished(final):
                         continue
                     print(f"[{time.strftime('%H:%M:%S')}] individual depth {number} seed {seed}", flush=True)
-                    train(TrainConfig(**base, mode="individual", depths=str(depth),
-                                      out=str(work / f"individual-s{seed}.pt"), resume=final.exists()))
+                    train(
+                        TrainConfig(
+                            **base,
+                            mode="individual",
+                            depths=str(depth),
+                            out=str(work / f"individual-s{seed}.pt"),
+                            resume=final.exists(),
+                        )
+                    )
             else:
                 out = work / f"{method}-s{seed}.pt"
                 if _finished(out):
                     continue
                 print(f"[{time.strftime('%H:%M:%S')}] {method} seed {seed}", flush=True)
-                train(TrainConfig(**base, mode=method, depths=args.depths, out=str(out), resume=out.exists(),
-                                  kl_weight=args.kl_weight, at_weight=args.at_weight,
-                                  temperature=args.temperature))
+                train(
+                    TrainConfig(
+                        **base,
+                        mode=method,
+                        depths=args.depths,
+                        out=str(out),
+                        resume=out.exists(),
+                        kl_weight=args.kl_weight,
+                        at_weight=args.at_weight,
+                        temperature=args.temperature,
+                    )
+                )
             collect(args)
 
 
 def collect(args: argparse.Namespace) -> dict:
-    from ddnn_deploy.measure.environment import cpu_model
     from ddnn_deploy.checkpoint import load_checkpoint
+    from ddnn_deploy.measure.environment import cpu_model
 
     work = Path(args.work)
     rows = []
@@ -87,29 +112,61 @@ def collect(args: argparse.Namespace) -> dict:
         settings = ckpt.training["settings"]
         for config in ckpt.depths:
             m = ckpt.metrics[str(config)]
-            rows.append({"method": settings["mode"], "depth": ckpt.spec.depth_of(config),
-                         "blocks": list(config.blocks), "seed": settings["seed"], "top1": m["top1"],
-                         "top1_shared_bn": m["top1_shared_bn"], "split": m.get("split", "test"), "n": m["n"],
-                         "params": m["params"], "macs": m["macs"],
-                         "kl_weight": settings["kl_weight"], "at_weight": settings["at_weight"],
-                         "temperature": settings["temperature"], "epochs": settings["epochs"],
-                         "train_seconds": ckpt.training.get("wall_time_s"), "file": path.name})
+            rows.append(
+                {
+                    "method": settings["mode"],
+                    "depth": ckpt.spec.depth_of(config),
+                    "blocks": list(config.blocks),
+                    "seed": settings["seed"],
+                    "top1": m["top1"],
+                    "top1_shared_bn": m["top1_shared_bn"],
+                    "split": m.get("split", "test"),
+                    "n": m["n"],
+                    "params": m["params"],
+                    "macs": m["macs"],
+                    "kl_weight": settings["kl_weight"],
+                    "at_weight": settings["at_weight"],
+                    "temperature": settings["temperature"],
+                    "epochs": settings["epochs"],
+                    "train_seconds": ckpt.training.get("wall_time_s"),
+                    "file": path.name,
+                }
+            )
     import torch
 
-    result = {"benchmark": "reproduce_fashion_mnist",
-              "dataset": ("fashion-mnist: 60k train / 10k test" if not args.holdout else
-                          f"fashion-mnist: {60000 - args.holdout} train / {args.holdout} held out of the "
-                          "training split (the test set is not used)"),
-              "settings": {"arch": args.arch, "width": args.width, "depths": args.depths, "epochs": args.epochs,
-                           "batch_size": args.batch_size, "seeds": args.seeds, "methods": args.methods,
-                           "kl_weight": args.kl_weight, "at_weight": args.at_weight,
-                           "temperature": args.temperature, "holdout": args.holdout,
-                           "schedule": "SGD nesterov 0.9, lr 0.1, wd 5e-4, 1 warm-up epoch + cosine",
-                           "augmentation": "pad 2 + random crop 28, horizontal flip",
-                           "bn": "per-depth recalibration on 10k training images"},
-              "environment": {"cpu": cpu_model(), "threads": args.threads, "torch": str(torch.__version__),
-                              "device": "cuda" if torch.cuda.is_available() else "cpu"},
-              "rows": rows, "updated": time.strftime("%Y-%m-%d %H:%M")}
+    result = {
+        "benchmark": "reproduce_fashion_mnist",
+        "dataset": (
+            "fashion-mnist: 60k train / 10k test"
+            if not args.holdout
+            else f"fashion-mnist: {60000 - args.holdout} train / {args.holdout} held out of the "
+            "training split (the test set is not used)"
+        ),
+        "settings": {
+            "arch": args.arch,
+            "width": args.width,
+            "depths": args.depths,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "seeds": args.seeds,
+            "methods": args.methods,
+            "kl_weight": args.kl_weight,
+            "at_weight": args.at_weight,
+            "temperature": args.temperature,
+            "holdout": args.holdout,
+            "schedule": "SGD nesterov 0.9, lr 0.1, wd 5e-4, 1 warm-up epoch + cosine",
+            "augmentation": "pad 2 + random crop 28, horizontal flip",
+            "bn": "per-depth recalibration on 10k training images",
+        },
+        "environment": {
+            "cpu": cpu_model(),
+            "threads": args.threads,
+            "torch": str(torch.__version__),
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+        },
+        "rows": rows,
+        "updated": time.strftime("%Y-%m-%d %H:%M"),
+    }
     result["summary"] = summarize(rows, args.methods)
     out = Path(args.results)
     write_text_atomic(out, json.dumps(result, indent=2) + "\n")
@@ -147,7 +204,8 @@ def summarize(rows: list[dict], methods: list[str]) -> dict:
                 "sub_nets_points": float(np.mean(list(per_seed.values()))) if per_seed else None,
                 "sub_nets_points_per_seed": per_seed,
                 "full_net_points": float(np.mean(list(full_seed.values()))) if full_seed else None,
-                "full_net_points_per_seed": full_seed}
+                "full_net_points_per_seed": full_seed,
+            }
     return out
 
 
@@ -166,8 +224,11 @@ def table(rows: list[dict], methods: list[str], key: str = "top1") -> list[str]:
         values = {m: list(_errors(rows, m, depth, key).values()) for m in methods}
         best = min((np.mean(v) for v in values.values() if v), default=None)
         macs = next(r["macs"] for r in rows if r["depth"] == depth)
-        lines.append(f"| {depth} | {macs / 1e6:.1f} M | " + " | ".join(
-            _cell(values[m], bool(values[m]) and np.mean(values[m]) == best) for m in methods) + " |")
+        lines.append(
+            f"| {depth} | {macs / 1e6:.1f} M | "
+            + " | ".join(_cell(values[m], bool(values[m]) and np.mean(values[m]) == best) for m in methods)
+            + " |"
+        )
     return lines
 
 
@@ -176,21 +237,32 @@ def report(result: dict, out: Path) -> None:
     methods = [m for m in result["settings"]["methods"] if any(r["method"] == m for r in rows)]
     seeds = sorted({r["seed"] for r in rows})
     split = "held-out training images" if result["settings"].get("holdout") else "test set"
-    lines = [f"Top-1 error % on the {split} (mean ± sd over seeds {seeds}; bold = best per depth), "
-             "each depth with its own recalibrated BN statistics:", ""] + table(rows, methods)
+    lines = [
+        f"Top-1 error % on the {split} (mean ± sd over seeds {seeds}; bold = best per depth), "
+        "each depth with its own recalibrated BN statistics:",
+        "",
+    ] + table(rows, methods)
     lines += ["", "The same networks with the shared (training-time) BN statistics:", ""]
     lines += table(rows, methods, "top1_shared_bn")
     summary = result.get("summary") or {}
     if summary.get("ekd_vs"):
-        lines += ["", "EKD against each method (other's error minus EKD's, points; positive = EKD better):", "",
-                  f"| method | sub-nets {summary['sub_depths']}, mean over depths | per seed | "
-                  f"full-net ({summary['full_depth']}) | per seed |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "EKD against each method (other's error minus EKD's, points; positive = EKD better):",
+            "",
+            f"| method | sub-nets {summary['sub_depths']}, mean over depths | per seed | "
+            f"full-net ({summary['full_depth']}) | per seed |",
+            "|---|---|---|---|---|",
+        ]
         fmt = lambda v: "-" if v is None else f"{v:+.2f}"  # noqa: E731
         for other, d in summary["ekd_vs"].items():
-            lines.append(f"| {other} | {fmt(d['sub_nets_points'])} | "
-                         + ", ".join(f"s{s}: {v:+.2f}" for s, v in d["sub_nets_points_per_seed"].items())
-                         + f" | {fmt(d['full_net_points'])} | "
-                         + ", ".join(f"s{s}: {v:+.2f}" for s, v in d["full_net_points_per_seed"].items()) + " |")
+            lines.append(
+                f"| {other} | {fmt(d['sub_nets_points'])} | "
+                + ", ".join(f"s{s}: {v:+.2f}" for s, v in d["sub_nets_points_per_seed"].items())
+                + f" | {fmt(d['full_net_points'])} | "
+                + ", ".join(f"s{s}: {v:+.2f}" for s, v in d["full_net_points_per_seed"].items())
+                + " |"
+            )
     text = "\n".join(lines) + "\n"
     write_text_atomic(out.with_suffix(".md"), text)
     print(text)
@@ -237,16 +309,27 @@ def main() -> None:
     parser.add_argument("--kl-weight", type=float, default=1.0)
     parser.add_argument("--at-weight", type=float, default=100.0)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--holdout", type=int, default=0,
-                        help="tuning: hold out N training images and evaluate on them, not on the test set "
-                             "(use with its own --work and --results)")
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        help="tuning: hold out N training images and evaluate on them, not on the test set "
+        "(use with its own --work and --results)",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--train-limit", type=int, default=None, help="smoke tests only")
     parser.add_argument("--test-limit", type=int, default=None, help="smoke tests only")
-    parser.add_argument("--results", default=None, help=f"default {RESULTS.relative_to(ROOT)} "
-                        "(with --holdout N: reproduce_fashion_mnist_holdoutN.json beside it)")
-    parser.add_argument("--work", default=None, help="checkpoint folder (default benchmarks/reproduce_runs, "
-                        "with --holdout N: benchmarks/reproduce_runs/holdoutN)")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help=f"default {RESULTS.relative_to(ROOT)} (with --holdout N: reproduce_fashion_mnist_holdoutN.json beside it)",
+    )
+    parser.add_argument(
+        "--work",
+        default=None,
+        help="checkpoint folder (default benchmarks/reproduce_runs, "
+        "with --holdout N: benchmarks/reproduce_runs/holdoutN)",
+    )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     suffix = f"holdout{args.holdout}" if args.holdout else ""

@@ -59,8 +59,20 @@ _LAZY: dict[str, tuple[str, str, str | None]] = {
     "demo_checkpoint": ("ddnn_deploy.resources", "demo_checkpoint", None),
 }
 
-__all__ = ["ARCHITECTURES", "CheckpointError", "DDNNError", "DataError", "DepthConfig", "MissingDependencyError",
-           "UsageError", "__version__", "arch_spec", "optional_import", "parse_depths", *_LAZY]
+__all__ = [
+    "ARCHITECTURES",
+    "CheckpointError",
+    "DDNNError",
+    "DataError",
+    "DepthConfig",
+    "MissingDependencyError",
+    "UsageError",
+    "__version__",
+    "arch_spec",
+    "optional_import",
+    "parse_depths",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -43,6 +43,8 @@ VERSION = 1
 
 @dataclass
 class Checkpoint:
+    """A checkpoint in memory (the fields of the schema above); ``build()`` gives its torch model."""
+
     arch: str
     model: dict[str, Any]
     depths: list[DepthConfig]
@@ -89,11 +91,19 @@ class Checkpoint:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "version": VERSION, "arch": self.arch, "model": dict(self.model),
+            "format": FORMAT,
+            "version": VERSION,
+            "arch": self.arch,
+            "model": dict(self.model),
             "depths": [{"depth": self.spec.depth_of(c), "blocks": list(c.blocks)} for c in self.depths],
-            "state_dict": self.state_dict, "bn_stats": self.bn_stats, "preprocess": self.preprocess,
-            "input_shape": list(self.input_shape), "dataset": self.dataset,
-            "class_names": list(self.class_names), "metrics": self.metrics, "training": self.training,
+            "state_dict": self.state_dict,
+            "bn_stats": self.bn_stats,
+            "preprocess": self.preprocess,
+            "input_shape": list(self.input_shape),
+            "dataset": self.dataset,
+            "class_names": list(self.class_names),
+            "metrics": self.metrics,
+            "training": self.training,
             "tool_version": self.tool_version,
         }
 
@@ -145,8 +155,10 @@ def _safe_torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = str(exc).strip().splitlines()[0][:160]
-        raise CheckpointError(f"{path} needs unsafe unpickling and was refused, not executed ({reason}); "
-                              "re-save it as a plain state_dict or a ddnn-deploy checkpoint") from None
+        raise CheckpointError(
+            f"{path} needs unsafe unpickling and was refused, not executed ({reason}); "
+            "re-save it as a plain state_dict or a ddnn-deploy checkpoint"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any failure to parse means a damaged or foreign file
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable torch file (truncated or corrupt?): {reason}") from None
@@ -159,13 +171,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path} does not exist")
     raw = _safe_torch_load(path)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        hint = ("it looks like a plain state_dict: wrap it with `ddnn-deploy convert --arch NAME "
-                "--weights FILE --out OUT.pt`") if isinstance(raw, dict) and raw and all(
-                    isinstance(v, torch.Tensor) for v in raw.values()) else "it has no 'format' key"
+        hint = (
+            (
+                "it looks like a plain state_dict: wrap it with `ddnn-deploy convert --arch NAME "
+                "--weights FILE --out OUT.pt`"
+            )
+            if isinstance(raw, dict) and raw and all(isinstance(v, torch.Tensor) for v in raw.values())
+            else "it has no 'format' key"
+        )
         raise CheckpointError(f"{path} is not a ddnn-deploy checkpoint ({hint})")
     if raw.get("version") != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {raw.get('version')!r}; this tool reads "
-                              f"version {VERSION}: upgrade ddnn-deploy")
+        raise CheckpointError(
+            f"{path} has checkpoint version {raw.get('version')!r}; this tool reads "
+            f"version {VERSION}: upgrade ddnn-deploy"
+        )
     try:
         spec = arch_spec(raw["arch"])
         depths = [DepthConfig(tuple(d["blocks"])) for d in raw["depths"]]
@@ -173,11 +192,19 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             if not config.fits(spec.full):
                 raise CheckpointError(f"{path}: depth {config} does not fit {spec.name}")
         return Checkpoint(
-            arch=raw["arch"], model=dict(raw["model"]), depths=depths, state_dict=raw["state_dict"],
-            bn_stats=raw.get("bn_stats") or {}, preprocess=raw.get("preprocess") or {},
-            input_shape=list(raw.get("input_shape") or []), dataset=raw.get("dataset"),
-            class_names=list(raw.get("class_names") or []), metrics=raw.get("metrics") or {},
-            training=raw.get("training") or {}, tool_version=raw.get("tool_version", "?"))
+            arch=raw["arch"],
+            model=dict(raw["model"]),
+            depths=depths,
+            state_dict=raw["state_dict"],
+            bn_stats=raw.get("bn_stats") or {},
+            preprocess=raw.get("preprocess") or {},
+            input_shape=list(raw.get("input_shape") or []),
+            dataset=raw.get("dataset"),
+            class_names=list(raw.get("class_names") or []),
+            metrics=raw.get("metrics") or {},
+            training=raw.get("training") or {},
+            tool_version=raw.get("tool_version", "?"),
+        )
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path} is missing checkpoint field {exc}; the file is damaged") from None
 

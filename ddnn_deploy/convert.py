@@ -13,9 +13,18 @@ if TYPE_CHECKING:
     from .checkpoint import Checkpoint
 
 
-def convert_weights(*, arch: str, out: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None,
-                    depths: DepthsLike = None, num_classes: int | None = None, in_channels: int | None = None,
-                    input_size: int | None = None, width: int | None = None, seed: int = 0) -> Checkpoint:
+def convert_weights(
+    *,
+    arch: str,
+    out: str | os.PathLike[str],
+    weights: str | os.PathLike[str] | None = None,
+    depths: DepthsLike = None,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    input_size: int | None = None,
+    width: int | None = None,
+    seed: int = 0,
+) -> Checkpoint:
     """A DDNN checkpoint from ``weights`` (torchvision/timm names) or from a seeded random init.
 
     ``depths`` (``"38,44,50"``, a depth or a list of depths; ``None``: the architecture's table) is the
@@ -37,25 +46,32 @@ def convert_weights(*, arch: str, out: str | os.PathLike[str], weights: str | os
     state = load_state_dict_file(weights) if weights is not None else None
     if state is not None:
         num_classes, in_channels = _shape_from_weights(state, num_classes, in_channels)
-    model_kwargs = spec.model_kwargs(num_classes=num_classes, in_channels=in_channels, input_size=input_size,
-                                     width=width)
+    model_kwargs = spec.model_kwargs(
+        num_classes=num_classes, in_channels=in_channels, input_size=input_size, width=width
+    )
     torch.manual_seed(seed)
     model = build_model(spec.name, **model_kwargs)
     if state is not None:
         _load_weights(model, state, f"{weights} does not match {spec.name}")
     channels, size = model_kwargs["in_channels"], model_kwargs["input_size"]
     ckpt = Checkpoint(
-        arch=spec.name, model=model_kwargs, depths=depth_list,
+        arch=spec.name,
+        model=model_kwargs,
+        depths=depth_list,
         state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
-        preprocess=_default_preprocess(spec, channels), input_shape=[channels, size, size], dataset=None,
+        preprocess=_default_preprocess(spec, channels),
+        input_shape=[channels, size, size],
+        dataset=None,
         class_names=[str(i) for i in range(model_kwargs["num_classes"])],
-        training={"source": str(weights) if weights is not None else f"random init (seed {seed})"})
+        training={"source": str(weights) if weights is not None else f"random init (seed {seed})"},
+    )
     save_checkpoint(ckpt, out)
     return ckpt
 
 
-def _shape_from_weights(state: Mapping[str, Any], num_classes: int | None,
-                        in_channels: int | None) -> tuple[int | None, int | None]:
+def _shape_from_weights(
+    state: Mapping[str, Any], num_classes: int | None, in_channels: int | None
+) -> tuple[int | None, int | None]:
     """(classes, input channels) read from the last linear layer and the stem, unless given."""
     heads = [k for k in state if k == "fc.weight" or (k.startswith("classifier") and k.endswith("weight"))]
     if num_classes is None and heads:
@@ -71,15 +87,18 @@ def _load_weights(model: Any, state: Mapping[str, Any], mismatch: str) -> None:
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
-        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
-                      str(exc).strip().splitlines()[0])
+        detail = next(
+            (line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
+            str(exc).strip().splitlines()[0],
+        )
         raise CheckpointError(f"{mismatch}: {detail[:200]}; check --num-classes, --in-channels and --width") from None
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     if missing or result.unexpected_keys:
         raise CheckpointError(
             f"{mismatch}: {len(missing)} missing keys (e.g. {missing[:2]}), "
             f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:2]}); "
-            "check --arch, --num-classes and --width")
+            "check --arch, --num-classes and --width"
+        )
 
 
 def _default_preprocess(spec: ArchSpec, channels: int) -> dict[str, Any]:

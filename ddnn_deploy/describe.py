@@ -9,9 +9,16 @@ from .errors import UsageError, optional_import
 from .spec import ArchSpec, DepthConfig, DepthsLike, arch_spec, parse_depths
 
 
-def describe(*, arch: str | None = None, ckpt: str | os.PathLike[str] | None = None, depths: DepthsLike = None,
-             num_classes: int | None = None, in_channels: int | None = None,
-             input_size: int | None = None, width: int | None = None) -> dict[str, Any]:
+def describe(
+    *,
+    arch: str | None = None,
+    ckpt: str | os.PathLike[str] | None = None,
+    depths: DepthsLike = None,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    input_size: int | None = None,
+    width: int | None = None,
+) -> dict[str, Any]:
     """``{"arch", "input_shape", "depths": [{"depth", "blocks", "params", "macs"}, ...]}``.
 
     ``depths``: ``None`` (every depth), ``"38,44,50"``, a depth, or a list of depths. ``num_classes``,
@@ -54,12 +61,21 @@ def _describe_checkpoint(ckpt: str | os.PathLike[str], depths: DepthsLike) -> di
             row["top1"] = metrics.get("top1")
             row["top1_split"] = metrics.get("split", "test")  # "held-out" for a --holdout (tuning) run
         rows.append(row)
-    return {"arch": spec.name, "input_shape": list(shape), "depths": rows, "checkpoint": str(ckpt),
-            "dataset": checkpoint.dataset}
+    return {
+        "arch": spec.name,
+        "input_shape": list(shape),
+        "depths": rows,
+        "checkpoint": str(ckpt),
+        "dataset": checkpoint.dataset,
+    }
 
 
 def _depth_row(spec: ArchSpec, model: Any, config: DepthConfig, shape: tuple[int, ...]) -> dict[str, Any]:
     from .models import count_macs
 
-    return {"depth": spec.depth_of(config), "blocks": list(config.blocks),
-            "params": model.count_params(config), "macs": count_macs(model, config, shape)}
+    return {
+        "depth": spec.depth_of(config),
+        "blocks": list(config.blocks),
+        "params": model.count_params(config),
+        "macs": count_macs(model, config, shape),
+    }

@@ -101,8 +101,11 @@ INSTALL_HINTS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("running ONNX graphs", "pip install onnxruntime (or onnxruntime-gpu for CUDA / TensorRT)"),
     "onnxsim": ("simplifying exported graphs", "pip install onnxsim (or export with --no-simplify)"),
     "onnxscript": ("the dynamo exporter", "pip install onnxscript"),
-    "tensorrt": ("TensorRT engines", "pip install 'ddnn-deploy[trt]' (on JetPack: the system python3-libnvinfer; "
-                 "create the venv with --system-site-packages)"),
+    "tensorrt": (
+        "TensorRT engines",
+        "pip install 'ddnn-deploy[trt]' (on JetPack: the system python3-libnvinfer; "
+        "create the venv with --system-site-packages)",
+    ),
     "cuda": ("CUDA device buffers", "pip install cuda-python"),
     "pycuda": ("CUDA device buffers", "pip install pycuda"),
     "openvino": ("the OpenVINO back-end", "pip install openvino"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import numpy as np
 import torch
 
+from .checkpoint import Checkpoint, load_checkpoint
 from .data import ImageDataset
+from .errors import UsageError
 from .models import DepthNet
 from .spec import DepthConfig, DepthsLike
 
@@ -19,8 +21,15 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: DepthNet, dataset: ImageDataset, depths: list[DepthConfig], *, shared_bn: bool = False,
-             batch_size: int = 500, device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:
+def evaluate(
+    model: DepthNet,
+    dataset: ImageDataset,
+    depths: list[DepthConfig],
+    *,
+    shared_bn: bool = False,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> dict[str, dict[str, float]]:
     """``{"2-2-2": {"top1": %, "top5": %, "n": count}}`` in eval mode.
 
     Each depth runs with the BN statistics the model holds for it (``DepthNet.set_depth_bn_stats``;
@@ -39,35 +48,63 @@ def evaluate(model: DepthNet, dataset: ImageDataset, depths: list[DepthConfig], 
                 top1 += topk_correct(logits, target, 1)
                 top5 += topk_correct(logits, target, 5)
                 seen += len(labels)
-            results[str(config)] = {"top1": 100.0 * top1 / max(seen, 1), "top5": 100.0 * top5 / max(seen, 1),
-                                    "n": seen}
+            results[str(config)] = {"top1": 100.0 * top1 / max(seen, 1), "top5": 100.0 * top5 / max(seen, 1), "n": seen}
     finally:
         model.train(was_training)
     return results
 
 
-def evaluate_checkpoint(ckpt: str | Path, *, dataset: str | None = None, data_dir: str | None = None,
-                        depths: DepthsLike = None, limit: int | None = None, batch_size: int = 500,
-                        device: str = "cpu") -> dict:
-    """``{"depths": [{"depth", "blocks", "top1", "top5", "n"}]}`` on the test split, each depth with
-    its own BN statistics (``bn_stats`` says whether the checkpoint had them)."""
-    from .checkpoint import load_checkpoint
+def evaluate_checkpoint(
+    ckpt: Checkpoint | str | os.PathLike,
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    depths: DepthsLike = None,
+    limit: int | None = None,
+    batch_size: int = 500,
+    device: str = "cpu",
+) -> dict:
+    """``{"checkpoint", "dataset", "depths": [{"depth", "blocks", "top1", "top5", "n", "bn_stats"}]}`` on the
+    test split, each depth with its own BN statistics (``bn_stats`` says whether the checkpoint had them).
+
+    ``ckpt`` is a checkpoint file or a ``Checkpoint`` object (then ``"checkpoint"`` is ``None``); ``depths`` as
+    ``parse_depths`` takes them (``None``: every depth of the checkpoint).
+    """
     from .data import load_dataset
-    from .errors import UsageError
     from .spec import parse_depths
 
-    checkpoint = load_checkpoint(ckpt)
+    _check_arguments(ckpt, limit, batch_size)
+    checkpoint = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
     name = dataset or checkpoint.dataset
     if name is None:
         raise UsageError(f"{ckpt} names no dataset; pass --dataset")
     test_set = load_dataset(name, "test", data_dir).subset(limit, seed=2)
     if tuple(test_set.input_shape) != tuple(checkpoint.input_shape):
-        raise UsageError(f"{name} images are {list(test_set.input_shape)} but {ckpt} expects "
-                         f"{checkpoint.input_shape}; pick the dataset the checkpoint was trained on")
+        raise UsageError(
+            f"{name} images are {list(test_set.input_shape)} but {ckpt} expects "
+            f"{checkpoint.input_shape}; pick the dataset the checkpoint was trained on"
+        )
     configs = parse_depths(checkpoint.spec, depths, checkpoint.table())
     model = checkpoint.build().to(device)
     scores = evaluate(model, test_set, configs, batch_size=batch_size, device=device)
-    rows = [{"depth": checkpoint.spec.depth_of(c), "blocks": list(c.blocks), "top1": scores[str(c)]["top1"],
-             "top5": scores[str(c)]["top5"], "n": scores[str(c)]["n"], "bn_stats": str(c) in checkpoint.bn_stats}
-            for c in configs]
-    return {"checkpoint": str(ckpt), "dataset": name, "depths": rows}
+    rows = [
+        {
+            "depth": checkpoint.spec.depth_of(c),
+            "blocks": list(c.blocks),
+            "top1": scores[str(c)]["top1"],
+            "top5": scores[str(c)]["top5"],
+            "n": scores[str(c)]["n"],
+            "bn_stats": str(c) in checkpoint.bn_stats,
+        }
+        for c in configs
+    ]
+    return {"checkpoint": None if isinstance(ckpt, Checkpoint) else str(ckpt), "dataset": name, "depths": rows}
+
+
+def _check_arguments(ckpt: object, limit: object, batch_size: object) -> None:
+    if not isinstance(ckpt, (Checkpoint, str, os.PathLike)):
+        raise UsageError(f"ckpt must be a Checkpoint or a path, not {type(ckpt).__name__}")
+    for name, value, optional in (("limit", limit, True), ("batch_size", batch_size, False)):
+        if (value is None and optional) or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            continue
+        raise UsageError(f"{name} must be a positive integer{' or None' if optional else ''}, not {value!r}")

@@ -39,12 +39,12 @@ def check_budget(budget_ms: float, stat: str) -> None:
 
 
 def _usable(rows: list[ResultRow], stat: str, batch: int | None) -> list[ResultRow]:
-    return [r for r in rows if r.status == "ok" and r.latency(stat) is not None
-            and (batch is None or r.batch == batch)]
+    return [r for r in rows if r.status == "ok" and r.latency(stat) is not None and (batch is None or r.batch == batch)]
 
 
-def pick_depth(rows: RowsLike, budget_ms: float, *, stat: str = "p90", min_accuracy: float | None = None,
-               batch: int | None = 1) -> Pick:
+def pick_depth(
+    rows: RowsLike, budget_ms: float, *, stat: str = "p90", min_accuracy: float | None = None, batch: int | None = 1
+) -> Pick:
     """The row with the best top-1 whose ``latency_ms[stat]`` fits ``budget_ms``; ties go to the faster.
 
     ``rows`` is ``BenchResults``, or its rows (typed, or dicts as in ``results.json``). Rows without
@@ -63,10 +63,19 @@ def pick_depth(rows: RowsLike, budget_ms: float, *, stat: str = "p90", min_accur
         floor = f" with top-1 >= {min_accuracy}%" if min_accuracy is not None else ""
         raise NothingFitsError(
             f"no depth fits {budget_ms:g} ms ({stat}){floor}: the fastest, depth {fastest.depth} "
-            f"({fastest.precision}, {fastest.backend}), takes {fastest.latency(stat):.3f} ms")
+            f"({fastest.precision}, {fastest.backend}), takes {fastest.latency(stat):.3f} ms"
+        )
     best = min(fits, key=lambda r: (-(r.top1 if r.top1 is not None else float("-inf")), r.latency(stat)))
     accuracy = best.accuracy
-    return Pick(depth=best.depth, blocks=best.blocks, precision=best.precision, backend=best.backend,
-                batch=best.batch, latency_ms=float(best.latency(stat)), stat=stat,  # type: ignore[arg-type]
-                top1=accuracy.top1 if accuracy else None, top5=accuracy.top5 if accuracy else None,
-                budget_ms=float(budget_ms))
+    return Pick(
+        depth=best.depth,
+        blocks=best.blocks,
+        precision=best.precision,
+        backend=best.backend,
+        batch=best.batch,
+        latency_ms=float(best.latency(stat)),
+        stat=stat,  # type: ignore[arg-type]
+        top1=accuracy.top1 if accuracy else None,
+        top5=accuracy.top5 if accuracy else None,
+        budget_ms=float(budget_ms),
+    )

@@ -50,8 +50,10 @@ def demo_checkpoint() -> Path:
     if path is None:
         from .errors import CheckpointError
 
-        raise CheckpointError(f"the demo checkpoint {DEMO_CHECKPOINT} is missing from this installation "
-                              f"(looked in ddnn_deploy/{_MODELS[0]}/ and {_repository_root() / _MODELS[1]})")
+        raise CheckpointError(
+            f"the demo checkpoint {DEMO_CHECKPOINT} is missing from this installation "
+            f"(looked in ddnn_deploy/{_MODELS[0]}/ and {_repository_root() / _MODELS[1]})"
+        )
     return path
 
 
@@ -84,5 +86,11 @@ class DefaultCalibrationSamples(Mapping[str, Path]):
 DEFAULT_CALIBRATION_SAMPLES = DefaultCalibrationSamples()
 
 
-__all__ = ["CALIBRATION_SAMPLES", "DEFAULT_CALIBRATION_SAMPLES", "DEMO_CHECKPOINT", "DefaultCalibrationSamples",
-           "calibration_sample", "demo_checkpoint"]
+__all__ = [
+    "CALIBRATION_SAMPLES",
+    "DEFAULT_CALIBRATION_SAMPLES",
+    "DEMO_CHECKPOINT",
+    "DefaultCalibrationSamples",
+    "calibration_sample",
+    "demo_checkpoint",
+]

@@ -106,8 +106,14 @@ class ArchSpec:
     def valid_depths_text(self) -> str:
         return ", ".join(f"{d} ({c})" for d, c in self.table().items())
 
-    def model_kwargs(self, *, num_classes: int | None = None, in_channels: int | None = None,
-                     input_size: int | None = None, width: int | None = None) -> dict[str, Any]:
+    def model_kwargs(
+        self,
+        *,
+        num_classes: int | None = None,
+        in_channels: int | None = None,
+        input_size: int | None = None,
+        width: int | None = None,
+    ) -> dict[str, Any]:
         """``build_model`` keyword arguments: each ``None`` becomes this architecture's default."""
         given = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size, "width": width}
         for name, value in given.items():
@@ -123,11 +129,22 @@ def _cfgs(table: Mapping[int, tuple[int, ...]]) -> dict[int, DepthConfig]:
 
 
 # ResNet-50's table is the paper's Table 2; the parameter counts there pin these configs.
-_BOTTLENECK_SUBNETS = _cfgs({26: (2, 2, 2, 2), 32: (2, 3, 3, 2), 38: (3, 3, 3, 3), 41: (3, 4, 4, 2),
-                             44: (3, 4, 4, 3), 50: (3, 4, 6, 3)})
+_BOTTLENECK_SUBNETS = _cfgs(
+    {26: (2, 2, 2, 2), 32: (2, 3, 3, 2), 38: (3, 3, 3, 3), 41: (3, 4, 4, 2), 44: (3, 4, 4, 3), 50: (3, 4, 6, 3)}
+)
 # Basic-block ResNets use the same block configs (depth = 2 * blocks + 2).
-_BASIC_SUBNETS = _cfgs({10: (1, 1, 1, 1), 14: (1, 2, 2, 1), 18: (2, 2, 2, 2), 22: (2, 3, 3, 2),
-                        26: (3, 3, 3, 3), 28: (3, 4, 4, 2), 30: (3, 4, 4, 3), 34: (3, 4, 6, 3)})
+_BASIC_SUBNETS = _cfgs(
+    {
+        10: (1, 1, 1, 1),
+        14: (1, 2, 2, 1),
+        18: (2, 2, 2, 2),
+        22: (2, 3, 3, 2),
+        26: (3, 3, 3, 3),
+        28: (3, 4, 4, 2),
+        30: (3, 4, 4, 3),
+        34: (3, 4, 6, 3),
+    }
+)
 _VGG_CONFIGS = _cfgs({11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)})
 
 
@@ -135,8 +152,17 @@ def _cifar_resnet(depth: int) -> ArchSpec:
     """CIFAR ResNet-(6n+2): n blocks per stage; every 6m+2 (m <= n) is a named sub-net; CIFAR-10 defaults."""
     n = (depth - 2) // 6
     named = {6 * m + 2: DepthConfig((m, m, m)) for m in range(1, n + 1)}
-    return ArchSpec(f"cifar_resnet{depth}", "cifar_resnet", DepthConfig((n, n, n)), 2, 2, named,
-                    default_input=(3, 32, 32), default_classes=10, preprocess=CIFAR10_NORMALIZATION)
+    return ArchSpec(
+        f"cifar_resnet{depth}",
+        "cifar_resnet",
+        DepthConfig((n, n, n)),
+        2,
+        2,
+        named,
+        default_input=(3, 32, 32),
+        default_classes=10,
+        preprocess=CIFAR10_NORMALIZATION,
+    )
 
 
 def _vgg(depth: int) -> ArchSpec:
@@ -149,8 +175,14 @@ def _build_registry() -> dict[str, ArchSpec]:
         ArchSpec("resnet18", "resnet", DepthConfig((2, 2, 2, 2)), 2, 2, _BASIC_SUBNETS),
         ArchSpec("resnet34", "resnet", DepthConfig((3, 4, 6, 3)), 2, 2, _BASIC_SUBNETS),
         ArchSpec("resnet50", "resnet", DepthConfig((3, 4, 6, 3)), 3, 2, _BOTTLENECK_SUBNETS),
-        ArchSpec("resnet101", "resnet", DepthConfig((3, 4, 23, 3)), 3, 2,
-                 {**_BOTTLENECK_SUBNETS, **_cfgs({68: (3, 4, 12, 3), 86: (3, 4, 18, 3)})}),
+        ArchSpec(
+            "resnet101",
+            "resnet",
+            DepthConfig((3, 4, 23, 3)),
+            3,
+            2,
+            {**_BOTTLENECK_SUBNETS, **_cfgs({68: (3, 4, 12, 3), 86: (3, 4, 18, 3)})},
+        ),
         *(_cifar_resnet(depth) for depth in (20, 32, 44, 56, 110)),
         *(_vgg(depth) for depth in (11, 13, 16, 19)),
     ]
@@ -178,8 +210,9 @@ def arch_spec(name: str) -> ArchSpec:
 _CONFIG_RE = re.compile(r"^\d+(-\d+)+$")
 
 
-def resolve_depth(spec: ArchSpec, token: str | int | DepthConfig | Iterable[int],
-                  table: Mapping[int, DepthConfig] | None = None) -> DepthConfig:
+def resolve_depth(
+    spec: ArchSpec, token: str | int | DepthConfig | Iterable[int], table: Mapping[int, DepthConfig] | None = None
+) -> DepthConfig:
     """Turn ``44``, ``"44"``, ``"3-4-4-3"``, a tuple or a DepthConfig into a DepthConfig that fits.
 
     With an explicit ``table`` (a checkpoint's), only that table's configs are accepted; with the
@@ -193,14 +226,17 @@ def resolve_depth(spec: ArchSpec, token: str | int | DepthConfig | Iterable[int]
     elif isinstance(token, (int, str)) and str(token).strip().isdigit():
         number = int(str(token).strip())
         if number not in table:
-            raise UsageError(f"{spec.name} has no depth {number}; valid depths: {valid} "
-                             f"(or give blocks per stage, e.g. {spec.full})")
+            raise UsageError(
+                f"{spec.name} has no depth {number}; valid depths: {valid} (or give blocks per stage, e.g. {spec.full})"
+            )
         return table[number]
     elif isinstance(token, str):
         text = token.strip()
         if not _CONFIG_RE.match(text):
-            raise UsageError(f"cannot parse depth {token!r}: give a depth number like "
-                             f"{spec.depth} or blocks per stage like {spec.full}; valid depths: {valid}")
+            raise UsageError(
+                f"cannot parse depth {token!r}: give a depth number like "
+                f"{spec.depth} or blocks per stage like {spec.full}; valid depths: {valid}"
+            )
         config = DepthConfig(tuple(int(p) for p in text.split("-")))
     else:
         config = DepthConfig(tuple(token))
@@ -215,8 +251,9 @@ DepthLike = int | str | DepthConfig
 DepthsLike = str | int | DepthConfig | Sequence[DepthLike] | None
 
 
-def parse_depths(spec: ArchSpec, depths: DepthsLike,
-                 table: Mapping[int, DepthConfig] | None = None) -> list[DepthConfig]:
+def parse_depths(
+    spec: ArchSpec, depths: DepthsLike, table: Mapping[int, DepthConfig] | None = None
+) -> list[DepthConfig]:
     """The depths a caller asked for, as DepthConfigs: ``None`` (or ``""``) means every depth in the table.
 
     Accepts ``"38,44,50"``, ``"3-4-4-3,3-3-3-3"``, one depth (``44``, ``"3-4-4-3"``, a ``DepthConfig``) or a
@@ -232,11 +269,14 @@ def parse_depths(spec: ArchSpec, depths: DepthsLike,
         elif isinstance(depths, (int, DepthConfig)) and not isinstance(depths, bool):
             tokens = [depths]
         elif isinstance(depths, Sequence) and all(
-                isinstance(t, (int, str, DepthConfig)) and not isinstance(t, bool) for t in depths):
+            isinstance(t, (int, str, DepthConfig)) and not isinstance(t, bool) for t in depths
+        ):
             tokens = list(depths)
         else:
-            raise UsageError(f"depths must be a string like '8,14,20', a depth number, a DepthConfig or a list of "
-                             f"them, not {type(depths).__name__} {depths!r}")
+            raise UsageError(
+                f"depths must be a string like '8,14,20', a depth number, a DepthConfig or a list of "
+                f"them, not {type(depths).__name__} {depths!r}"
+            )
         if not tokens:
             raise UsageError(f"no depth given in {depths!r}")
         configs = [resolve_depth(spec, tok, table) for tok in tokens]
@@ -245,8 +285,10 @@ def parse_depths(spec: ArchSpec, depths: DepthsLike,
     for config in unique.values():
         other = by_number.setdefault(spec.depth_of(config), config)
         if other != config:  # the depth number keys files, manifests and results: it must be unique
-            raise UsageError(f"depths {other} and {config} both have {spec.depth_of(config)} layers; "
-                             "pick one of them (depth numbers must be unique)")
+            raise UsageError(
+                f"depths {other} and {config} both have {spec.depth_of(config)} layers; "
+                "pick one of them (depth numbers must be unique)"
+            )
     return sorted(unique.values(), key=lambda c: (spec.depth_of(c), c.blocks))
 
 

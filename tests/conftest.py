@@ -22,8 +22,10 @@ def _threads():
 
 @pytest.fixture(scope="session")
 def fashion_mnist_dir() -> Path:
-    if not (FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").exists() and not (
-            FASHION_MNIST / "t10k-labels-idx1-ubyte").exists():
+    if (
+        not (FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").exists()
+        and not (FASHION_MNIST / "t10k-labels-idx1-ubyte").exists()
+    ):
         pytest.skip("Fashion-MNIST is not installed (apt-get install -y dataset-fashion-mnist)")
     return FASHION_MNIST
 
@@ -34,8 +36,21 @@ def tiny_ckpt(tmp_path_factory, fashion_mnist_dir) -> Path:
     from ddnn_deploy.distill.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    train(TrainConfig(arch="cifar_resnet20", depths="8,14", width=8, epochs=1, batch_size=64, train_limit=512,
-                      test_limit=256, recal_samples=256, out=str(out), progress=False), log=lambda m: None)
+    train(
+        TrainConfig(
+            arch="cifar_resnet20",
+            depths="8,14",
+            width=8,
+            epochs=1,
+            batch_size=64,
+            train_limit=512,
+            test_limit=256,
+            recal_samples=256,
+            out=str(out),
+            progress=False,
+        ),
+        log=lambda m: None,
+    )
     return out
 
 

@@ -22,23 +22,27 @@ def readme_api_block() -> str:
 
 @pytest.mark.slow
 def test_readme_python_api_runs_as_written(tmp_path, fashion_mnist_dir):
-    result = subprocess.run([sys.executable, "-c", readme_api_block()], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", readme_api_block()], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"^depth (8|14) (fp32|int8): \d+\.\d{3} ms, top-1 9\d\.\d\d%$", result.stdout, flags=re.M), \
+    assert re.search(r"^depth (8|14) (fp32|int8): \d+\.\d{3} ms, top-1 9\d\.\d\d%$", result.stdout, flags=re.M), (
         result.stdout
+    )
     manifest = (tmp_path / "artifacts" / "api" / "manifest.json").read_text()
     assert '"precision": "int8"' in manifest and '"method": "percentile"' in manifest
     assert (tmp_path / "artifacts" / "api" / "results.png").is_file()
 
 
 def test_import_is_light_and_every_public_name_resolves():
-    code = ("import sys, ddnn_deploy\n"
-            "heavy = [m for m in ('torch', 'onnxruntime', 'onnx', 'pydantic') if m in sys.modules]\n"
-            "assert not heavy, heavy\n"
-            "missing = [n for n in ddnn_deploy.__all__ if getattr(ddnn_deploy, n, None) is None]\n"
-            "assert not missing, missing\n"
-            "assert callable(ddnn_deploy.export) and callable(ddnn_deploy.bench) and callable(ddnn_deploy.train)\n")
+    code = (
+        "import sys, ddnn_deploy\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'onnx', 'pydantic') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "missing = [n for n in ddnn_deploy.__all__ if getattr(ddnn_deploy, n, None) is None]\n"
+        "assert not missing, missing\n"
+        "assert callable(ddnn_deploy.export) and callable(ddnn_deploy.bench) and callable(ddnn_deploy.train)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
 

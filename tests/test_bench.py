@@ -11,13 +11,13 @@ from click.testing import CliRunner
 
 from ddnn_deploy.cli import cli
 from ddnn_deploy.errors import ArtifactsError, MissingDependencyError, ResultsError, UsageError
+from ddnn_deploy.evaluation import evaluate_checkpoint
 from ddnn_deploy.formats.manifest import FORMAT as MANIFEST_FORMAT
 from ddnn_deploy.formats.manifest import read_manifest
 from ddnn_deploy.formats.profiles import TimingSettings, get_profile, load_profiles
 from ddnn_deploy.formats.results import FORMAT, read_results
 from ddnn_deploy.measure.sweep import bench
 from ddnn_deploy.measure.timing import latency_stats, measure
-from ddnn_deploy.evaluation import evaluate_checkpoint
 
 QUICK = """
 [profiles.quick]
@@ -48,7 +48,9 @@ def test_timing_statistics():
     assert stats["min"] == 1 and stats["max"] == 100 and stats["p50"] == 3 and stats["n"] == 5
     assert stats["p90"] == pytest.approx(61.6) and stats["mean"] == pytest.approx(22.0)
     calls = []
-    stats, samples = measure(lambda: calls.append(1), TimingSettings(warmup_iters=3, warmup_seconds=0.0, min_iters=7, min_seconds=0.0))
+    stats, samples = measure(
+        lambda: calls.append(1), TimingSettings(warmup_iters=3, warmup_seconds=0.0, min_iters=7, min_seconds=0.0)
+    )
     assert len(samples) == 7 and len(calls) == 10 and stats["n"] == 7
 
 
@@ -77,14 +79,23 @@ def test_jetson_profile_here_names_the_missing_package(artifacts):
 
 def test_bench_measures_every_depth_and_fp32_accuracy_equals_pytorch(artifacts, tiny_ckpt, profiles, tmp_path):
     results_path = tmp_path / "out" / "results.json"
-    results = bench(artifacts, device="quick", profiles_file=profiles, dataset="fashion-mnist", limit=300,
-                    include_selector=True, results_path=results_path, progress=False)
+    results = bench(
+        artifacts,
+        device="quick",
+        profiles_file=profiles,
+        dataset="fashion-mnist",
+        limit=300,
+        include_selector=True,
+        results_path=results_path,
+        progress=False,
+    )
     on_disk = json.loads(results_path.read_text())
     assert on_disk["format"] == "ddnn-deploy.bench" and on_disk["version"] == 1
     assert results_path.with_suffix(".csv").read_text().startswith("depth,blocks,kind,precision")
     rows = results.to_json_dict()["rows"]
     assert {(r["depth"], r["kind"], r["batch"]) for r in rows} == {
-        (d, k, b) for d in (8, 14) for k in ("depth", "selector") for b in (1, 2)}
+        (d, k, b) for d in (8, 14) for k in ("depth", "selector") for b in (1, 2)
+    }
     reference = {r["depth"]: r for r in evaluate_checkpoint(str(tiny_ckpt), limit=300)["depths"]}
     for row in rows:
         assert row["status"] == "ok", row.get("error")
@@ -100,9 +111,23 @@ def test_bench_measures_every_depth_and_fp32_accuracy_equals_pytorch(artifacts, 
 
 def test_cli_bench_then_pick(artifacts, profiles, tmp_path):
     results_path = tmp_path / "r.json"
-    result = CliRunner().invoke(cli, ["bench", "--artifacts", str(artifacts), "--device", "quick", "--profiles",
-                                      str(profiles), "--results", str(results_path), "--budget-ms", "1000",
-                                      "--no-progress"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "--artifacts",
+            str(artifacts),
+            "--device",
+            "quick",
+            "--profiles",
+            str(profiles),
+            "--results",
+            str(results_path),
+            "--budget-ms",
+            "1000",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "pick: depth" in result.stdout and results_path.with_suffix(".png").exists() is False  # no accuracy
     picked = CliRunner().invoke(cli, ["pick", "--results", str(results_path), "--budget-ms", "1000", "--json"])
@@ -112,10 +137,11 @@ def test_cli_bench_then_pick(artifacts, profiles, tmp_path):
     nothing = CliRunner().invoke(cli, ["pick", "--results", str(results_path), "--budget-ms", "0.000001"])
     assert nothing.exit_code == 7 and "the fastest, depth" in nothing.stderr
     for args, code, text in (
-            (["pick", "--results", str(results_path), "--budget-ms", "-3"], 2, "positive"),
-            (["pick", "--results", str(artifacts / "manifest.json"), "--budget-ms", "3"], 3, "not a ddnn-deploy bench"),
-            (["bench", "--artifacts", str(tmp_path), "--no-progress"], 3, "no manifest.json"),
-            (["bench", "--artifacts", str(artifacts), "--device", "nano"], 2, "known profiles")):
+        (["pick", "--results", str(results_path), "--budget-ms", "-3"], 2, "positive"),
+        (["pick", "--results", str(artifacts / "manifest.json"), "--budget-ms", "3"], 3, "not a ddnn-deploy bench"),
+        (["bench", "--artifacts", str(tmp_path), "--no-progress"], 3, "no manifest.json"),
+        (["bench", "--artifacts", str(artifacts), "--device", "nano"], 2, "known profiles"),
+    ):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == code, (args, result.output)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -144,12 +170,15 @@ def test_tampered_artifacts_are_refused(artifacts, tmp_path):
         read_manifest(copy)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "is not valid JSON"),
-    ('["a list"]', "format 'list'"),
-    ('{"format": "something-else", "version": 1}', "format 'something-else'"),
-    ('{"format": "%s", "version": 99}', "version 99; this tool reads version 1"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "is not valid JSON"),
+        ('["a list"]', "format 'list'"),
+        ('{"format": "something-else", "version": 1}', "format 'something-else'"),
+        ('{"format": "%s", "version": 99}', "version 99; this tool reads version 1"),
+    ],
+)
 def test_foreign_or_future_json_files_are_refused_in_one_line(tmp_path, content, message):
     (tmp_path / "manifest.json").write_text(content.replace("%s", MANIFEST_FORMAT))
     with pytest.raises(ArtifactsError, match=message) as caught:
@@ -186,9 +215,27 @@ def test_runtime_side_works_without_torch(artifacts, profiles, tmp_path):
     (blocker / "__init__.py").write_text("raise ImportError('torch is blocked for this test')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker.parent), str(Path(__file__).parents[1])])}
     results_path = tmp_path / "nt.json"
-    cmd = [sys.executable, "-m", "ddnn_deploy", "bench", "--artifacts", str(artifacts), "--device", "quick",
-           "--profiles", str(profiles), "--dataset", "fashion-mnist", "--limit", "100", "--results",
-           str(results_path), "--budget-ms", "1000", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ddnn_deploy",
+        "bench",
+        "--artifacts",
+        str(artifacts),
+        "--device",
+        "quick",
+        "--profiles",
+        str(profiles),
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "100",
+        "--results",
+        str(results_path),
+        "--budget-ms",
+        "1000",
+        "--no-progress",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-1500:]
     rows = json.loads(results_path.read_text())["rows"]
@@ -199,9 +246,16 @@ def test_runtime_side_works_without_torch(artifacts, profiles, tmp_path):
 
 def test_torch_reference_backend(artifacts, tiny_ckpt, tmp_path):
     profiles = tmp_path / "p.toml"
-    profiles.write_text(QUICK.replace("[profiles.quick]\nextends = \"x86-cpu\"", "[profiles.ref]\nbackend = \"torch\""))
-    results = bench(artifacts, device="ref", profiles_file=profiles, checkpoint=str(tiny_ckpt), dataset="fashion-mnist",
-                    limit=200, progress=False)
+    profiles.write_text(QUICK.replace('[profiles.quick]\nextends = "x86-cpu"', '[profiles.ref]\nbackend = "torch"'))
+    results = bench(
+        artifacts,
+        device="ref",
+        profiles_file=profiles,
+        checkpoint=str(tiny_ckpt),
+        dataset="fashion-mnist",
+        limit=200,
+        progress=False,
+    )
     reference = {r["depth"]: r for r in evaluate_checkpoint(str(tiny_ckpt), limit=200)["depths"]}
     for row in results.rows:
         assert row.status == "ok" and row.backend == "torch", row.error

@@ -14,12 +14,19 @@ from ddnn_deploy.spec import DepthConfig
 def _ckpt(arch="cifar_resnet20"):
     model = build_model(arch, num_classes=10, in_channels=1, input_size=28, width=4)
     depths = [DepthConfig((1, 1, 1)), DepthConfig((3, 3, 3))]
-    return Checkpoint(arch=arch, model={"num_classes": 10, "in_channels": 1, "input_size": 28, "width": 4},
-                      depths=depths, state_dict=model.state_dict(),
-                      bn_stats={"1-1-1": {"bn1.running_mean": torch.full((4,), 0.5)}},
-                      preprocess={"scale": 1 / 255, "mean": [0.286], "std": [0.353], "layout": "NCHW"},
-                      input_shape=[1, 28, 28], dataset="fashion-mnist", class_names=list("abcdefghij"),
-                      metrics={"1-1-1": {"top1": 90.0}}, training={"settings": {"epochs": 1}})
+    return Checkpoint(
+        arch=arch,
+        model={"num_classes": 10, "in_channels": 1, "input_size": 28, "width": 4},
+        depths=depths,
+        state_dict=model.state_dict(),
+        bn_stats={"1-1-1": {"bn1.running_mean": torch.full((4,), 0.5)}},
+        preprocess={"scale": 1 / 255, "mean": [0.286], "std": [0.353], "layout": "NCHW"},
+        input_shape=[1, 28, 28],
+        dataset="fashion-mnist",
+        class_names=list("abcdefghij"),
+        metrics={"1-1-1": {"top1": 90.0}},
+        training={"settings": {"epochs": 1}},
+    )
 
 
 def test_round_trip(tmp_path):

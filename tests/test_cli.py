@@ -62,8 +62,7 @@ def test_bad_input_gives_one_line_errors(tmp_path, tiny_ckpt):
     assert_one_line_error(run("eval", "--ckpt", tmp_path / "missing.pt"), 3, "does not exist")
     assert_one_line_error(run("eval", "--ckpt", tiny_ckpt, "--data", tmp_path), 4, "t10k-images-idx3-ubyte")
     assert_one_line_error(run("train", "--depths", "9", "--out", tmp_path / "x.pt"), 2, "has no depth 9")
-    assert_one_line_error(run("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "x.pt"), 4,
-                          "does not exist")
+    assert_one_line_error(run("train", "--data", tmp_path / "nowhere", "--out", tmp_path / "x.pt"), 4, "does not exist")
     assert not (tmp_path / "x.pt").exists()
 
 
@@ -87,30 +86,44 @@ def test_convert_random_init_and_torchvision_weights(tmp_path):
     reference.eval()
     x = torch.randn(1, 3, 64, 64)
     assert torch.equal(model(x), reference(x, 18))  # 37 classes read from fc.weight, weights unchanged
-    assert_one_line_error(run("convert", "--arch", "resnet34", "--weights", weights, "--out", tmp_path / "y.pt"),
-                          3, "does not match resnet34")
+    assert_one_line_error(
+        run("convert", "--arch", "resnet34", "--weights", weights, "--out", tmp_path / "y.pt"),
+        3,
+        "does not match resnet34",
+    )
     assert not (tmp_path / "y.pt").exists()
 
 
 def test_help_and_import_work_without_torch():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import ddnn_deploy, ddnn_deploy.spec, ddnn_deploy.data\n"
-            "from ddnn_deploy.cli import main\n"
-            "sys.argv = ['ddnn-deploy', '--help']\n"
-            "main()\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import ddnn_deploy, ddnn_deploy.spec, ddnn_deploy.data\n"
+        "from ddnn_deploy.cli import main\n"
+        "sys.argv = ['ddnn-deploy', '--help']\n"
+        "main()\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "train" in result.stdout and "convert" in result.stdout
 
 
-@pytest.mark.parametrize("args", [
-    ["info", "--arch", "resnet50"], ["eval", "--ckpt", str(DEMO_CKPT)], ["export", "--ckpt", str(DEMO_CKPT), "--out", "{tmp}/a"],
-    ["convert", "--arch", "resnet18", "--out", "{tmp}/c.pt"], ["train", "--epochs", "1", "--out", "{tmp}/t.pt"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["info", "--arch", "resnet50"],
+        ["eval", "--ckpt", str(DEMO_CKPT)],
+        ["export", "--ckpt", str(DEMO_CKPT), "--out", "{tmp}/a"],
+        ["convert", "--arch", "resnet18", "--out", "{tmp}/c.pt"],
+        ["train", "--epochs", "1", "--out", "{tmp}/t.pt"],
+    ],
+)
 def test_every_torch_command_without_torch_exits_5_with_one_line(args, tmp_path):
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from ddnn_deploy.cli import main\n"
-            f"sys.argv = ['ddnn-deploy', *{[a.replace('{tmp}', str(tmp_path)) for a in args]!r}]\n"
-            "main()\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from ddnn_deploy.cli import main\n"
+        f"sys.argv = ['ddnn-deploy', *{[a.replace('{tmp}', str(tmp_path)) for a in args]!r}]\n"
+        "main()\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 5, result.stderr
@@ -119,10 +132,12 @@ def test_every_torch_command_without_torch_exits_5_with_one_line(args, tmp_path)
 
 
 def test_python_api_without_torch_names_the_install_command():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import ddnn_deploy\n"
-            "assert ddnn_deploy.QuantConfig and ddnn_deploy.DeviceProfile and ddnn_deploy.pick_depth\n"
-            "try:\n    ddnn_deploy.export\nexcept ddnn_deploy.MissingDependencyError as exc:\n    print(exc)\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import ddnn_deploy\n"
+        "assert ddnn_deploy.QuantConfig and ddnn_deploy.DeviceProfile and ddnn_deploy.pick_depth\n"
+        "try:\n    ddnn_deploy.export\nexcept ddnn_deploy.MissingDependencyError as exc:\n    print(exc)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "torch is not installed; ddnn_deploy.export needs it; install it with: pip install torch" in result.stdout
@@ -135,18 +150,37 @@ def test_export_command_json_and_errors(tiny_ckpt, tmp_path):
     manifest = json.loads(result.stdout)
     assert manifest["artifacts"][0]["depth"] == 8 and (out / "manifest.json").exists()
     assert_one_line_error(run("export", "--ckpt", tiny_ckpt, "--out", out), 2, "--force")
-    assert_one_line_error(run("export", "--ckpt", tiny_ckpt, "--out", tmp_path / "x", "--depths", "44"), 2,
-                          "valid depths")
-    assert_one_line_error(run("export", "--ckpt", tiny_ckpt, "--out", out, "--force", "--depths", "8",
-                              "--no-simplify", "--tolerance", "1e-12"), 6, "parity check failed at depth 8")
+    assert_one_line_error(
+        run("export", "--ckpt", tiny_ckpt, "--out", tmp_path / "x", "--depths", "44"), 2, "valid depths"
+    )
+    assert_one_line_error(
+        run(
+            "export",
+            "--ckpt",
+            tiny_ckpt,
+            "--out",
+            out,
+            "--force",
+            "--depths",
+            "8",
+            "--no-simplify",
+            "--tolerance",
+            "1e-12",
+        ),
+        6,
+        "parity check failed at depth 8",
+    )
 
 
 def test_more_bad_input_is_caught_up_front(tiny_ckpt, tmp_path):
     assert_one_line_error(run("train", "--out", tmp_path), 2, "is a directory")
     weights = tmp_path / "r18.pth"
     torch.save(build_model("resnet18", num_classes=37).state_dict(), weights)
-    assert_one_line_error(run("convert", "--arch", "resnet18", "--weights", weights, "--num-classes", "10",
-                              "--out", tmp_path / "c.pt"), 3, "size mismatch")
+    assert_one_line_error(
+        run("convert", "--arch", "resnet18", "--weights", weights, "--num-classes", "10", "--out", tmp_path / "c.pt"),
+        3,
+        "size mismatch",
+    )
     inside = tmp_path / "models"
     inside.mkdir()
     ckpt_copy = inside / "tiny.pt"
@@ -155,9 +189,11 @@ def test_more_bad_input_is_caught_up_front(tiny_ckpt, tmp_path):
     assert ckpt_copy.exists()
     out = tmp_path / "a"
     assert run("export", "--ckpt", tiny_ckpt, "--out", out, "--depths", "8", "--no-simplify").exit_code == 0
-    assert_one_line_error(run("bench", "--artifacts", out, "--dataset", "mnist", "--no-progress"), 4,
-                          "unknown dataset 'mnist'")
+    assert_one_line_error(
+        run("bench", "--artifacts", out, "--dataset", "mnist", "--no-progress"), 4, "unknown dataset 'mnist'"
+    )
     assert_one_line_error(run("bench", "--artifacts", out, "--depths", "8,x"), 2, "depth numbers")
     assert_one_line_error(run("bench", "--artifacts", out, "--budget-ms", "0"), 2, "positive")
-    assert_one_line_error(run("calibrate", "--artifacts", out, "--dataset", str(tmp_path / "none.npz")), 4,
-                          "neither a dataset name")
+    assert_one_line_error(
+        run("calibrate", "--artifacts", out, "--dataset", str(tmp_path / "none.npz")), 4, "neither a dataset name"
+    )

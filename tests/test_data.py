@@ -162,8 +162,11 @@ def test_preprocess_round_trips_and_agrees_with_the_architecture_registry():
     assert Preprocess.from_dict(arch_spec("resnet50").preprocess.to_dict()) == PREPROCESS["imagefolder"]
     assert Preprocess.from_normalization(arch_spec("cifar_resnet20").preprocess) == PREPROCESS["cifar10"]
     pixels = np.full((1, 3, 2, 2), 255, dtype=np.uint8)
-    assert np.allclose(PREPROCESS["imagefolder"].apply(pixels)[0, :, 0, 0],
-                       [(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225], atol=1e-6)
+    assert np.allclose(
+        PREPROCESS["imagefolder"].apply(pixels)[0, :, 0, 0],
+        [(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225],
+        atol=1e-6,
+    )
 
 
 def test_feed_reader_is_one_object_wherever_it_is_imported():
@@ -182,8 +185,9 @@ def test_feed_reader_is_one_object_wherever_it_is_imported():
 def test_feed_reader_batches_pads_and_rewinds():
     images = np.arange(5 * 1 * 2 * 2, dtype=np.uint8).reshape(5, 1, 2, 2)
     labels = np.arange(5)
-    reader = FeedReader(images, PREPROCESS["fashion-mnist"], input_shape=(1, 2, 2), static_batch=2,
-                        labels=labels, pad_last=True)
+    reader = FeedReader(
+        images, PREPROCESS["fashion-mnist"], input_shape=(1, 2, 2), static_batch=2, labels=labels, pad_last=True
+    )
     chunks = list(reader.labeled())
     assert [n for _, _, n in chunks] == [2, 2, 1] and chunks[-1][0]["input"].shape == (2, 1, 2, 2)
     assert np.array_equal(chunks[0][0]["input"], PREPROCESS["fashion-mnist"].apply(images[:2]))

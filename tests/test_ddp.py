@@ -4,16 +4,49 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from ddnn_deploy.checkpoint import load_checkpoint
 
 
+@pytest.mark.slow
 def test_torchrun_two_gloo_processes(tmp_path, fashion_mnist_dir):
     out = tmp_path / "ddp.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "ddnn_deploy", "train", "--arch", "cifar_resnet20", "--width", "4", "--depths", "8,14",
-           "--epochs", "1", "--batch-size", "32", "--train-limit", "256", "--test-limit", "64",
-           "--recal-samples", "64", "--device", "cpu", "--threads", "1", "--no-progress", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "ddnn_deploy",
+        "train",
+        "--arch",
+        "cifar_resnet20",
+        "--width",
+        "4",
+        "--depths",
+        "8,14",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "64",
+        "--recal-samples",
+        "64",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     ckpt = load_checkpoint(out)

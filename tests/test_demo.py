@@ -89,9 +89,13 @@ def test_demo_command_runs_the_chosen_steps_in_order_and_prints_their_tables(fas
 
 def test_demo_refuses_bad_options_before_doing_any_work(tmp_path):
     assert parse_steps("pick, info") == ["info", "pick"] and parse_steps(",".join(STEPS)) == list(STEPS)
-    for args, fragment in [(["--steps", "info,train"], "--steps"), (["--steps", ","], "--steps"),
-                           (["--limit", "0"], "--limit"), (["--budget-ms", "-1"], "budget"),
-                           (["--stat", "p42"], "p42")]:
+    for args, fragment in [
+        (["--steps", "info,train"], "--steps"),
+        (["--steps", ","], "--steps"),
+        (["--limit", "0"], "--limit"),
+        (["--budget-ms", "-1"], "budget"),
+        (["--stat", "p42"], "p42"),
+    ]:
         result = run_demo(*args, "--out", tmp_path / "out")
         assert result.exit_code == 2, (args, result.output)
         assert result.stderr.startswith("error: ") and fragment in result.stderr, (args, result.stderr)

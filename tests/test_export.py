@@ -55,7 +55,8 @@ def test_manifest_and_per_depth_graphs(exported, tiny_ckpt):
         assert ops.count("Conv") == 1 + 2 * sum(a["blocks"])
         meta = {p.key: p.value for p in model.metadata_props}
         assert json.loads(meta["ddnn.depth"]) == a["depth"] and meta["ddnn.checkpoint_sha256"] == a.get(
-            "checkpoint_sha256", manifest["checkpoint"]["sha256"])
+            "checkpoint_sha256", manifest["checkpoint"]["sha256"]
+        )
         assert json.loads(meta["ddnn.class_names"])[0] == "T-shirt/top"
         assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim][0] == "batch"
     assert per_depth[0]["bytes"] < per_depth[1]["bytes"]  # a shallower depth is a smaller file
@@ -85,8 +86,7 @@ def test_selector_equals_per_depth_graphs_and_stores_weights_once(exported):
     assert selector["depth"] == [8, 14]
     x = np.random.default_rng(1).standard_normal((3, 1, 28, 28)).astype(np.float32)
     for depth, a in per_depth.items():
-        np.testing.assert_allclose(_run(out / selector["path"], x, depth), _run(out / a["path"], x),
-                                   rtol=0, atol=1e-5)
+        np.testing.assert_allclose(_run(out / selector["path"], x, depth), _run(out / a["path"], x), rtol=0, atol=1e-5)
     # weights stored once: the selector's files are about the size of the deepest graph (this tiny
     # width-8 net has relatively large per-branch graph structure; the demo model is at 1.05x)
     assert selector["bytes"] < 1.25 * per_depth[14]["bytes"]
@@ -177,26 +177,28 @@ def test_fp16_graphs_for_tensorrt_11(tiny_ckpt, tmp_path):
     model = onnx.load(str(tmp_path / "h" / fp16["path"]))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 in and out
     x = np.random.default_rng(2).standard_normal((2, 1, 28, 28)).astype(np.float32)
-    np.testing.assert_allclose(_run(tmp_path / "h" / fp16["path"], x), _run(tmp_path / "h" / fp32["path"], x),
-                               atol=5e-2)
+    np.testing.assert_allclose(
+        _run(tmp_path / "h" / fp16["path"], x), _run(tmp_path / "h" / fp32["path"], x), atol=5e-2
+    )
 
 
 def test_checkpoint_object_depth_forms_and_argument_types(tiny_ckpt, tmp_path):
     ckpt = load_checkpoint(tiny_ckpt)
-    manifest = export(ckpt, tmp_path / "obj", depths=[DepthConfig((2, 2, 2)), "1-1-1"], simplify=False,
-                      progress=False)
+    manifest = export(ckpt, tmp_path / "obj", depths=[DepthConfig((2, 2, 2)), "1-1-1"], simplify=False, progress=False)
     assert manifest["checkpoint"] == {"path": None, "sha256": content_sha256(ckpt)}
     assert [a["depth"] for a in manifest["artifacts"]] == [8, 14]
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "obj" / manifest["artifacts"][0]["path"])).metadata_props}
     assert meta["ddnn.checkpoint_sha256"] == content_sha256(ckpt)
-    for kwargs, message in (({"ckpt": 3.5}, "ckpt must be a Checkpoint or a path, not float"),
-                            ({"out": 7}, "out must be a path, not int"),
-                            ({"progress": print}, "progress must be bool, not builtin_function_or_method"),
-                            ({"log": "stderr"}, "log must be a callable"),
-                            ({"batch": 1.5}, "batch must be int or None, not float"),
-                            ({"selector": 1}, "selector must be bool, not int"),
-                            ({"depths": 8.5}, "depths must be"),
-                            ({"depths": [8], "selector": True}, "--selector needs at least two depths")):
+    for kwargs, message in (
+        ({"ckpt": 3.5}, "ckpt must be a Checkpoint or a path, not float"),
+        ({"out": 7}, "out must be a path, not int"),
+        ({"progress": print}, "progress must be bool, not builtin_function_or_method"),
+        ({"log": "stderr"}, "log must be a callable"),
+        ({"batch": 1.5}, "batch must be int or None, not float"),
+        ({"selector": 1}, "selector must be bool, not int"),
+        ({"depths": 8.5}, "depths must be"),
+        ({"depths": [8], "selector": True}, "--selector needs at least two depths"),
+    ):
         arguments = {"ckpt": ckpt, "out": tmp_path / "bad", **kwargs}
         with pytest.raises(UsageError, match=message):
             export(arguments.pop("ckpt"), arguments.pop("out"), **arguments)

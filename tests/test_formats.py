@@ -24,59 +24,148 @@ SHA = "ab" * 32
 
 def artifact(depth, precision="fp32", path=None, **extra):
     blocks = {8: [1, 1, 1], 14: [2, 2, 2]}[depth]
-    return {"depth": depth, "blocks": blocks, "kind": "depth", "precision": precision,
-            "path": path or f"net-d{depth}.{precision}.onnx", "sha256": SHA, "bytes": 10, "params": 1000,
-            "macs": 5000, "opset": 17, "exporter": "torchscript", "simplified": True, "simplify_note": "ok",
-            "batch": None, "parity": {"max_rel_err": 1e-6}, **extra}
+    return {
+        "depth": depth,
+        "blocks": blocks,
+        "kind": "depth",
+        "precision": precision,
+        "path": path or f"net-d{depth}.{precision}.onnx",
+        "sha256": SHA,
+        "bytes": 10,
+        "params": 1000,
+        "macs": 5000,
+        "opset": 17,
+        "exporter": "torchscript",
+        "simplified": True,
+        "simplify_note": "ok",
+        "batch": None,
+        "parity": {"max_rel_err": 1e-6},
+        **extra,
+    }
 
 
 def manifest_dict(artifacts=None):
-    return {"format": "ddnn-deploy.export", "version": 1, "tool_version": "0.1.0", "created": "2026-11-25T00:00:00",
-            "checkpoint": {"path": "model.pt", "sha256": SHA}, "arch": "cifar_resnet20", "dataset": "fashion-mnist",
-            "input": {"name": "input", "dtype": "float32", "layout": "NCHW", "shape": ["batch", 1, 28, 28]},
-            "output": {"name": "logits", "dtype": "float32", "shape": ["batch", 10]},
-            "preprocess": {"scale": 1 / 255, "mean": [0.286], "std": [0.353], "layout": "NCHW"},
-            "class_names": [str(i) for i in range(10)], "export_seconds": 1.0,
-            "artifacts": artifacts if artifacts is not None else [artifact(8), artifact(14), {
-                "depth": [8, 14], "blocks": [[1, 1, 1], [2, 2, 2]], "kind": "selector", "precision": "fp32",
-                "path": "net-selector.onnx", "sha256": SHA, "bytes": 20, "data": {
-                    "path": "net-selector.onnx.data", "sha256": SHA, "bytes": 5}, "macs": {"8": 1, "14": 2}}]}
+    return {
+        "format": "ddnn-deploy.export",
+        "version": 1,
+        "tool_version": "0.1.0",
+        "created": "2026-11-25T00:00:00",
+        "checkpoint": {"path": "model.pt", "sha256": SHA},
+        "arch": "cifar_resnet20",
+        "dataset": "fashion-mnist",
+        "input": {"name": "input", "dtype": "float32", "layout": "NCHW", "shape": ["batch", 1, 28, 28]},
+        "output": {"name": "logits", "dtype": "float32", "shape": ["batch", 10]},
+        "preprocess": {"scale": 1 / 255, "mean": [0.286], "std": [0.353], "layout": "NCHW"},
+        "class_names": [str(i) for i in range(10)],
+        "export_seconds": 1.0,
+        "artifacts": artifacts
+        if artifacts is not None
+        else [
+            artifact(8),
+            artifact(14),
+            {
+                "depth": [8, 14],
+                "blocks": [[1, 1, 1], [2, 2, 2]],
+                "kind": "selector",
+                "precision": "fp32",
+                "path": "net-selector.onnx",
+                "sha256": SHA,
+                "bytes": 20,
+                "data": {"path": "net-selector.onnx.data", "sha256": SHA, "bytes": 5},
+                "macs": {"8": 1, "14": 2},
+            },
+        ],
+    }
 
 
 def latency(p90):
-    return {"mean": p90 * 0.9, "std": 0.01, "min": p90 * 0.5, "p50": p90 * 0.8, "p90": p90, "p95": p90 * 1.1,
-            "p99": p90 * 1.2, "max": p90 * 2, "n": 50, "cv": 0.05}
+    return {
+        "mean": p90 * 0.9,
+        "std": 0.01,
+        "min": p90 * 0.5,
+        "p50": p90 * 0.8,
+        "p90": p90,
+        "p95": p90 * 1.1,
+        "p99": p90 * 1.2,
+        "max": p90 * 2,
+        "n": 50,
+        "cv": 0.05,
+    }
 
 
 def results_dict():
-    rows = [{"depth": d, "blocks": b, "kind": "depth", "precision": "fp32", "backend": "onnxruntime", "batch": 1,
-             "status": "ok", "error": None, "latency_ms": latency(p90), "throughput": 1000 / p90,
-             "accuracy": {"top1": top1, "top5": 99.0, "n": 100}, "memory_mb": {"peak_rss_mb": 80.0},
-             "samples_ms": [p90] * 3} for d, b, p90, top1 in ((8, [1, 1, 1], 0.2, 91.0), (14, [2, 2, 2], 0.4, 93.0))]
-    rows.append({"depth": 20, "blocks": [3, 3, 3], "kind": "depth", "precision": "fp32", "backend": "onnxruntime",
-                 "batch": 1, "status": "error", "error": "worker died", "latency_ms": None})
-    return {"format": "ddnn-deploy.bench", "version": 1, "arch": "cifar_resnet20",
-            "device": {"profile": {"name": "x86-cpu"}, "environment": {"cpu": "test"}},
-            "settings": {"batch_sizes": [1]}, "artifacts": {"path": "a", "checkpoint_sha256": SHA}, "rows": rows}
+    rows = [
+        {
+            "depth": d,
+            "blocks": b,
+            "kind": "depth",
+            "precision": "fp32",
+            "backend": "onnxruntime",
+            "batch": 1,
+            "status": "ok",
+            "error": None,
+            "latency_ms": latency(p90),
+            "throughput": 1000 / p90,
+            "accuracy": {"top1": top1, "top5": 99.0, "n": 100},
+            "memory_mb": {"peak_rss_mb": 80.0},
+            "samples_ms": [p90] * 3,
+        }
+        for d, b, p90, top1 in ((8, [1, 1, 1], 0.2, 91.0), (14, [2, 2, 2], 0.4, 93.0))
+    ]
+    rows.append(
+        {
+            "depth": 20,
+            "blocks": [3, 3, 3],
+            "kind": "depth",
+            "precision": "fp32",
+            "backend": "onnxruntime",
+            "batch": 1,
+            "status": "error",
+            "error": "worker died",
+            "latency_ms": None,
+        }
+    )
+    return {
+        "format": "ddnn-deploy.bench",
+        "version": 1,
+        "arch": "cifar_resnet20",
+        "device": {"profile": {"name": "x86-cpu"}, "environment": {"cpu": "test"}},
+        "settings": {"batch_sizes": [1]},
+        "artifacts": {"path": "a", "checkpoint_sha256": SHA},
+        "rows": rows,
+    }
 
 
 # ---------------------------------------------------------------- one line naming the field
 
 
-@pytest.mark.parametrize("mutate, field, message", [
-    (lambda m: m["artifacts"][2].__setitem__("path", "/etc/passwd"), "artifacts[2].path",
-     "must be a relative path inside the folder"),
-    (lambda m: m["artifacts"][0].__setitem__("path", "a/../../x.onnx"), "artifacts[0].path", "relative path"),
-    (lambda m: m["artifacts"][1].__setitem__("bytes", "10"), "artifacts[1].bytes", "must be an integer"),
-    (lambda m: m["artifacts"][0].pop("sha256"), "artifacts[0].sha256", "required field is missing"),
-    (lambda m: m["artifacts"][0].__setitem__("sha256", "xyz"), "artifacts[0].sha256", "must be a sha256"),
-    (lambda m: m["preprocess"].__setitem__("std", [float("nan")]), "preprocess.std[0]", "must be a finite number"),
-    (lambda m: m["artifacts"][0]["parity"].__setitem__("max_rel_err", float("inf")), "artifacts[0].parity.max_rel_err",
-     "must be a finite number"),
-    (lambda m: m["artifacts"][0].__setitem__("precision", "int4"), "artifacts[0].precision", "'fp32', 'fp16' or"),
-    (lambda m: m["artifacts"][2]["data"].__setitem__("path", "../w.data"), "artifacts[2].data.path", "relative path"),
-    (lambda m: m["input"].__setitem__("shape", ["batch", 28, 28]), "input.shape", "[batch, C, H, W]"),
-])
+@pytest.mark.parametrize(
+    "mutate, field, message",
+    [
+        (
+            lambda m: m["artifacts"][2].__setitem__("path", "/etc/passwd"),
+            "artifacts[2].path",
+            "must be a relative path inside the folder",
+        ),
+        (lambda m: m["artifacts"][0].__setitem__("path", "a/../../x.onnx"), "artifacts[0].path", "relative path"),
+        (lambda m: m["artifacts"][1].__setitem__("bytes", "10"), "artifacts[1].bytes", "must be an integer"),
+        (lambda m: m["artifacts"][0].pop("sha256"), "artifacts[0].sha256", "required field is missing"),
+        (lambda m: m["artifacts"][0].__setitem__("sha256", "xyz"), "artifacts[0].sha256", "must be a sha256"),
+        (lambda m: m["preprocess"].__setitem__("std", [float("nan")]), "preprocess.std[0]", "must be a finite number"),
+        (
+            lambda m: m["artifacts"][0]["parity"].__setitem__("max_rel_err", float("inf")),
+            "artifacts[0].parity.max_rel_err",
+            "must be a finite number",
+        ),
+        (lambda m: m["artifacts"][0].__setitem__("precision", "int4"), "artifacts[0].precision", "'fp32', 'fp16' or"),
+        (
+            lambda m: m["artifacts"][2]["data"].__setitem__("path", "../w.data"),
+            "artifacts[2].data.path",
+            "relative path",
+        ),
+        (lambda m: m["input"].__setitem__("shape", ["batch", 28, 28]), "input.shape", "[batch, C, H, W]"),
+    ],
+)
 def test_manifest_errors_name_the_field(mutate, field, message):
     data = manifest_dict()
     mutate(data)
@@ -147,9 +236,13 @@ def test_pick_takes_results_objects_rows_or_dicts():
 
 
 def _plan_manifest(with_fp16_for_8=True):
-    arts = [artifact(8), artifact(14),
-            artifact(8, "int8", "d8-cpu.onnx", target="cpu"), artifact(8, "int8", "d8-trt.onnx", target="tensorrt"),
-            artifact(14, "int8", "d14-trt.onnx", target="tensorrt")]
+    arts = [
+        artifact(8),
+        artifact(14),
+        artifact(8, "int8", "d8-cpu.onnx", target="cpu"),
+        artifact(8, "int8", "d8-trt.onnx", target="tensorrt"),
+        artifact(14, "int8", "d14-trt.onnx", target="tensorrt"),
+    ]
     if with_fp16_for_8:
         arts.append(artifact(8, "fp16"))
     return parse_manifest(manifest_dict(arts))
@@ -166,12 +259,18 @@ def test_plan_jobs_tensorrt_fp16_uses_the_fp16_graph_where_export_made_one():
 def test_plan_jobs_int8_target_preference():
     trt = get_profile("jetson").model_copy(update={"precisions": ("int8",)})
     assert sorted((j.depth, j.file) for j in plan_jobs(_plan_manifest(), trt)) == [
-        (8, "d8-trt.onnx"), (14, "d14-trt.onnx")]
+        (8, "d8-trt.onnx"),
+        (14, "d14-trt.onnx"),
+    ]
     cpu = get_profile("x86-cpu").model_copy(update={"precisions": ("fp32", "int8")})
     jobs = sorted((j.depth, j.precision, j.file) for j in plan_jobs(_plan_manifest(), cpu))
     # onnxruntime prefers the CPU-target INT8 graph; a depth with only the TensorRT one still gets measured
-    assert jobs == [(8, "fp32", "net-d8.fp32.onnx"), (8, "int8", "d8-cpu.onnx"),
-                    (14, "fp32", "net-d14.fp32.onnx"), (14, "int8", "d14-trt.onnx")]
+    assert jobs == [
+        (8, "fp32", "net-d8.fp32.onnx"),
+        (8, "int8", "d8-cpu.onnx"),
+        (14, "fp32", "net-d14.fp32.onnx"),
+        (14, "int8", "d14-trt.onnx"),
+    ]
 
 
 def test_plan_jobs_selector_depths_and_errors():
@@ -190,9 +289,14 @@ def test_plan_jobs_selector_depths_and_errors():
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=12), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                         max_size=3), max_leaves=6)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 def _paths(value, prefix=()):
@@ -250,8 +354,9 @@ def test_mutated_results_raise_only_our_errors(data, tmp_path):
     _only_our_errors(lambda: pick_depth(data.get("rows") if isinstance(data, dict) else data, 1.0))
 
 
-TOML_SCALARS = (st.booleans() | st.integers(-2**64, 2**64) | st.text(max_size=8)
-                | st.floats(allow_nan=True, allow_infinity=True))
+TOML_SCALARS = (
+    st.booleans() | st.integers(-(2**64), 2**64) | st.text(max_size=8) | st.floats(allow_nan=True, allow_infinity=True)
+)
 
 
 def _toml_value(value):
@@ -265,11 +370,30 @@ def _toml_value(value):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(table=st.dictionaries(
-    st.sampled_from(["extends", "backend", "provider", "precisions", "threads", "batch_sizes", "warmup_iters",
-                     "warmup_seconds", "min_iters", "min_seconds", "accuracy_batch", "max_cv", "description",
-                     "unknown_key"]),
-    TOML_SCALARS | st.lists(TOML_SCALARS, max_size=3), max_size=5))
+@given(
+    table=st.dictionaries(
+        st.sampled_from(
+            [
+                "extends",
+                "backend",
+                "provider",
+                "precisions",
+                "threads",
+                "batch_sizes",
+                "warmup_iters",
+                "warmup_seconds",
+                "min_iters",
+                "min_seconds",
+                "accuracy_batch",
+                "max_cv",
+                "description",
+                "unknown_key",
+            ]
+        ),
+        TOML_SCALARS | st.lists(TOML_SCALARS, max_size=3),
+        max_size=5,
+    )
+)
 def test_mutated_profiles_raise_only_our_errors(table, tmp_path):
     path = tmp_path / "profiles.toml"
     path.write_text("[profiles.fuzz]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in table.items()))

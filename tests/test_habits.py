@@ -38,9 +38,11 @@ def _ruff() -> list[str]:
 
 def test_ruff_check_and_format_are_clean():
     ruff = _ruff()
-    check = subprocess.run([*ruff, "check", "ddnn_deploy", "tests", "benchmarks"], cwd=ROOT, capture_output=True,
-                           text=True)
+    check = subprocess.run(
+        [*ruff, "check", "ddnn_deploy", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout[-3000:]
-    fmt = subprocess.run([*ruff, "format", "--check", "ddnn_deploy", "tests", "benchmarks"], cwd=ROOT,
-                         capture_output=True, text=True)
+    fmt = subprocess.run(
+        [*ruff, "format", "--check", "ddnn_deploy", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+    )
     assert fmt.returncode == 0, fmt.stdout[-3000:]

@@ -12,8 +12,13 @@ from ddnn_deploy.distill.losses import attention_map, distill_loss, ekd_loss, ip
 def _inputs(k=2, n=4, classes=5, seed=0):
     g = torch.Generator().manual_seed(seed)
     logits = [torch.randn(n, classes, generator=g, requires_grad=True) for _ in range(k + 1)]
-    features = [[torch.randn(n, 3, 4, 4, generator=g, requires_grad=True),
-                 torch.randn(n, 6, 2, 2, generator=g, requires_grad=True)] for _ in range(k + 1)]
+    features = [
+        [
+            torch.randn(n, 3, 4, 4, generator=g, requires_grad=True),
+            torch.randn(n, 6, 2, 2, generator=g, requires_grad=True),
+        ]
+        for _ in range(k + 1)
+    ]
     target = torch.randint(0, classes, (n,), generator=g)
     return logits, features, target
 
@@ -27,8 +32,7 @@ def _kl_reference(p_teacher, p_student):
 
 def _reference(logits, features, target, kl_weight, at_weight, temperature):
     k = len(logits) - 1
-    ce = F.cross_entropy(logits[0], target).item() + sum(
-        F.cross_entropy(z, target).item() for z in logits[1:]) / k
+    ce = F.cross_entropy(logits[0], target).item() + sum(F.cross_entropy(z, target).item() for z in logits[1:]) / k
     probs = [torch.softmax(z.detach() / temperature, 1) for z in logits]
     p_et = sum(probs) / (k + 1)
     kl = (_kl_reference(p_et, probs[0]) + sum(_kl_reference(probs[0], p) for p in probs[1:])) / (k + 1)
@@ -102,8 +106,10 @@ def test_ipkd_ta_teaches_each_sub_net_from_the_next_deeper_one():
     parts["kl"].backward()
     assert logits[0].grad is None  # the full-net is nobody's student
     p1 = torch.softmax(logits[1].detach(), 1)
-    expected = (_kl_reference(torch.softmax(logits[0].detach(), 1), torch.softmax(logits[1].detach(), 1))
-                + _kl_reference(p1, torch.softmax(logits[2].detach(), 1))) / 3
+    expected = (
+        _kl_reference(torch.softmax(logits[0].detach(), 1), torch.softmax(logits[1].detach(), 1))
+        + _kl_reference(p1, torch.softmax(logits[2].detach(), 1))
+    ) / 3
     assert parts["kl"].item() == pytest.approx(expected, rel=1e-5)
     plain = ipkd_loss(logits, target, kl_weight=1.0, teacher_assistant=False)
     assert plain["kl"].item() != pytest.approx(parts["kl"].item())

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from ddnn_deploy.checkpoint import Checkpoint, load_checkpoint
-from ddnn_deploy.errors import UsageError
+from ddnn_deploy.errors import CheckpointError, UsageError
 from ddnn_deploy.evaluation import evaluate_checkpoint
-from ddnn_deploy.onnx_export.subnet import extract_subnet
 from ddnn_deploy.models import SharedBNWarning, bn_stats_of, build_model, recalibrate_bn
+from ddnn_deploy.onnx_export.subnet import extract_subnet
 from ddnn_deploy.resources import demo_checkpoint
 from ddnn_deploy.spec import DepthConfig
 
@@ -23,8 +23,16 @@ def _random_stats(model, config, seed):
     """BN statistics for ``config`` far from the shared ones (so using the wrong ones shows)."""
     g = torch.Generator().manual_seed(seed)
     stats = bn_stats_of(model, config)
-    return {k: (torch.rand(v.shape, generator=g) * 2 + 0.5 if k.endswith("running_var") else
-                torch.randn(v.shape, generator=g) if k.endswith("running_mean") else v) for k, v in stats.items()}
+    return {
+        k: (
+            torch.rand(v.shape, generator=g) * 2 + 0.5
+            if k.endswith("running_var")
+            else torch.randn(v.shape, generator=g)
+            if k.endswith("running_mean")
+            else v
+        )
+        for k, v in stats.items()
+    }
 
 
 def _with_buffers(model, stats):
@@ -121,10 +129,14 @@ def test_recalibration_bypasses_the_table_and_leaves_the_model_unchanged(model):
 
 def _checkpoint():
     net = build_model("cifar_resnet20", num_classes=10, in_channels=1, input_size=28, width=4)
-    return Checkpoint(arch="cifar_resnet20", model={"num_classes": 10, "in_channels": 1, "input_size": 28, "width": 4},
-                      depths=[D8, D14], state_dict=net.state_dict(),
-                      bn_stats={"1-1-1": _random_stats(net, D8, 3), "2-2-2": _random_stats(net, D14, 4)},
-                      input_shape=[1, 28, 28])
+    return Checkpoint(
+        arch="cifar_resnet20",
+        model={"num_classes": 10, "in_channels": 1, "input_size": 28, "width": 4},
+        depths=[D8, D14],
+        state_dict=net.state_dict(),
+        bn_stats={"1-1-1": _random_stats(net, D8, 3), "2-2-2": _random_stats(net, D14, 4)},
+        input_shape=[1, 28, 28],
+    )
 
 
 def test_build_with_a_depth_makes_it_the_default_and_validates_it():
@@ -144,6 +156,18 @@ def test_build_with_a_depth_makes_it_the_default_and_validates_it():
         ckpt.build(DepthConfig((1, 2, 3)))
 
 
+def test_statistics_that_do_not_fit_are_refused(model):
+    with pytest.raises(UsageError, match="unknown buffers: layer9.0.bn1.running_mean"):
+        model.set_depth_bn_stats({8: {"layer9.0.bn1.running_mean": torch.zeros(4)}})
+    with pytest.raises(UsageError, match=r"bn1.running_mean has shape \[5\], not \[4\]"):
+        model.set_depth_bn_stats({8: {"bn1.running_mean": torch.zeros(5)}})
+    assert set(model.bn_stats_depths) == {D8, D14}  # a refused table leaves the old one in place
+    ckpt = _checkpoint()
+    ckpt.bn_stats["1-1-1"]["bn1.running_var"] = torch.ones(3)
+    with pytest.raises(CheckpointError, match="BN statistics do not fit cifar_resnet20"):
+        ckpt.build()
+
+
 @pytest.mark.slow
 def test_demo_checkpoint_reproduces_the_own_bn_accuracy_of_every_depth(fashion_mnist_dir):
     """The natural call is right: ``load_checkpoint(demo).build()`` then ``model(x, depth)`` in eval mode
@@ -160,8 +184,8 @@ def test_demo_checkpoint_reproduces_the_own_bn_accuracy_of_every_depth(fashion_m
         correct = 0
         with torch.no_grad():
             for start in range(0, len(labels), 1000):
-                x = torch.from_numpy(images[start: start + 1000])
-                correct += int((model(x, depth, **kwargs).argmax(1).numpy() == labels[start: start + 1000]).sum())
+                x = torch.from_numpy(images[start : start + 1000])
+                correct += int((model(x, depth, **kwargs).argmax(1).numpy() == labels[start : start + 1000]).sum())
         return 100.0 * correct / len(labels)
 
     images, labels = test.preprocess.apply(test.images), np.asarray(test.labels)
@@ -174,4 +198,16 @@ def test_demo_checkpoint_reproduces_the_own_bn_accuracy_of_every_depth(fashion_m
     sub_images, sub_labels = subset.preprocess.apply(subset.images), np.asarray(subset.labels)
     rows = evaluate_checkpoint(DEMO_CKPT, data_dir=str(fashion_mnist_dir), limit=1000)["depths"]
     assert {r["depth"]: r["top1"] for r in rows} == pytest.approx(
-        {d: top1(forms[d], sub_images, sub_labels) for d in forms}, abs=1e-9)
+        {d: top1(forms[d], sub_images, sub_labels) for d in forms}, abs=1e-9
+    )
+
+
+def test_evaluate_checkpoint_takes_a_checkpoint_object_and_checks_its_arguments(fashion_mnist_dir):
+    ckpt = load_checkpoint(DEMO_CKPT)
+    result = evaluate_checkpoint(ckpt, depths=[8], limit=200, data_dir=str(fashion_mnist_dir))
+    assert result["checkpoint"] is None and [r["depth"] for r in result["depths"]] == [8]
+    assert result["depths"][0]["n"] == 200 and result["depths"][0]["bn_stats"] is True
+    with pytest.raises(UsageError, match="ckpt must be a Checkpoint or a path, not float"):
+        evaluate_checkpoint(3.5)
+    with pytest.raises(UsageError, match="limit must be a positive integer or None, not 0"):
+        evaluate_checkpoint(ckpt, limit=0)

@@ -73,8 +73,16 @@ def test_imagenet_resnet_uses_torchvision_names():
     state = build_model("resnet50").state_dict()
     # torchvision's resnet50: 53 convs, 53 BNs (3 entries of buffers each) and fc -> 320 entries.
     assert len(state) == 320
-    for key in ("conv1.weight", "bn1.running_mean", "layer1.0.downsample.0.weight", "layer1.0.downsample.1.bias",
-                "layer4.2.conv3.weight", "layer3.5.bn2.num_batches_tracked", "fc.weight", "fc.bias"):
+    for key in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.downsample.0.weight",
+        "layer1.0.downsample.1.bias",
+        "layer4.2.conv3.weight",
+        "layer3.5.bn2.num_batches_tracked",
+        "fc.weight",
+        "fc.bias",
+    ):
         assert key in state
     assert state["layer2.0.conv2.weight"].shape == (128, 128, 3, 3)  # stride on the 3x3 (v1.5)
     basic = build_model("resnet18").state_dict()

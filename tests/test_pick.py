@@ -5,15 +5,37 @@ from ddnn_deploy.pick import NothingFitsError, pick_depth
 
 
 def _row(depth, p90, top1, batch=1, status="ok", precision="fp32"):
-    return {"depth": depth, "blocks": None, "precision": precision, "backend": "onnxruntime", "batch": batch,
-            "status": status, "latency_ms": None if status != "ok" else {
-                "mean": p90 * 0.95, "std": 0.01, "min": p90 * 0.8, "p50": p90 * 0.9, "p90": p90, "p95": p90 * 1.01,
-                "p99": p90 * 1.02, "max": p90 * 1.1, "n": 100},
-            "accuracy": {"top1": top1, "top5": 99.0} if top1 is not None else None}
+    return {
+        "depth": depth,
+        "blocks": None,
+        "precision": precision,
+        "backend": "onnxruntime",
+        "batch": batch,
+        "status": status,
+        "latency_ms": None
+        if status != "ok"
+        else {
+            "mean": p90 * 0.95,
+            "std": 0.01,
+            "min": p90 * 0.8,
+            "p50": p90 * 0.9,
+            "p90": p90,
+            "p95": p90 * 1.01,
+            "p99": p90 * 1.02,
+            "max": p90 * 1.1,
+            "n": 100,
+        },
+        "accuracy": {"top1": top1, "top5": 99.0} if top1 is not None else None,
+    }
 
 
-ROWS = [_row(8, 1.0, 91.0), _row(14, 2.0, 93.0), _row(20, 3.0, 93.8), _row(20, 1.5, 93.0, batch=8),
-        _row(26, 0.5, None, status="error")]
+ROWS = [
+    _row(8, 1.0, 91.0),
+    _row(14, 2.0, 93.0),
+    _row(20, 3.0, 93.8),
+    _row(20, 1.5, 93.0, batch=8),
+    _row(26, 0.5, None, status="error"),
+]
 
 
 def test_most_accurate_depth_that_fits():

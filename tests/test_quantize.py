@@ -82,8 +82,9 @@ def test_accuracy_guard_names_the_depth_and_keeps_fp32(artifacts):
 def test_recalibration_replaces_old_int8_files_atomically(artifacts):
     first = calibrate(artifacts, depths=[8], eval_samples=None, dataset="random", samples=8).to_json_dict()
     old = next(a["path"] for a in first["artifacts"] if a["precision"] == "int8")
-    second = calibrate(artifacts, QuantConfig(method="percentile", percentile=99.9), depths=[8], eval_samples=None,
-                       samples=64).to_json_dict()
+    second = calibrate(
+        artifacts, QuantConfig(method="percentile", percentile=99.9), depths=[8], eval_samples=None, samples=64
+    ).to_json_dict()
     new = [a for a in second["artifacts"] if a["precision"] == "int8"]
     assert len(new) == 1 and new[0]["path"] != old and new[0]["method"] == "percentile"
     assert new[0]["percentile"] == 99.9

@@ -12,9 +12,31 @@ SCRIPT = ROOT / "benchmarks" / "reproduce_fashion_mnist.py"
 
 
 def _run(tmp_path, *extra):
-    args = [sys.executable, str(SCRIPT), "--width", "4", "--depths", "8,14", "--epochs", "1", "--seeds", "0",
-            "--methods", "individual,ce,ekd", "--train-limit", "256", "--test-limit", "128", "--threads", "1",
-            "--work", str(tmp_path / "runs"), "--results", str(tmp_path / "r.json"), *extra]
+    args = [
+        sys.executable,
+        str(SCRIPT),
+        "--width",
+        "4",
+        "--depths",
+        "8,14",
+        "--epochs",
+        "1",
+        "--seeds",
+        "0",
+        "--methods",
+        "individual,ce,ekd",
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "128",
+        "--threads",
+        "1",
+        "--work",
+        str(tmp_path / "runs"),
+        "--results",
+        str(tmp_path / "r.json"),
+        *extra,
+    ]
     return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 

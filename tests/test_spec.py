@@ -7,7 +7,13 @@ from ddnn_deploy.spec import ARCHITECTURES, ArchSpec, DepthConfig, arch_spec, pa
 def test_resnet50_table_is_the_papers_table_2():
     table = arch_spec("resnet50").table()
     assert {d: c.blocks for d, c in table.items()} == {
-        26: (2, 2, 2, 2), 32: (2, 3, 3, 2), 38: (3, 3, 3, 3), 41: (3, 4, 4, 2), 44: (3, 4, 4, 3), 50: (3, 4, 6, 3)}
+        26: (2, 2, 2, 2),
+        32: (2, 3, 3, 2),
+        38: (3, 3, 3, 3),
+        41: (3, 4, 4, 2),
+        44: (3, 4, 4, 3),
+        50: (3, 4, 6, 3),
+    }
 
 
 def test_resnet34_holds_resnet18_and_cifar_tables_are_6n_plus_2():
@@ -15,28 +21,42 @@ def test_resnet34_holds_resnet18_and_cifar_tables_are_6n_plus_2():
     assert arch_spec("cifar_resnet56").table()[20].blocks == (3, 3, 3)
     assert sorted(arch_spec("cifar_resnet20").table()) == [8, 14, 20]
     assert {d: c.blocks for d, c in arch_spec("vgg19_bn").table().items()} == {
-        11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
+        11: (1, 1, 2, 2, 2),
+        13: (2, 2, 2, 2, 2),
+        16: (2, 2, 3, 3, 3),
+        19: (2, 2, 4, 4, 4),
+    }
     # VGG-19 is not a sub-net of VGG-16, so VGG-16's table stops at 16.
     assert sorted(arch_spec("vgg16_bn").table()) == [11, 13, 16]
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("38,44,50", [(3, 3, 3, 3), (3, 4, 4, 3), (3, 4, 6, 3)]),
-    ("3-4-4-3,3-3-3-3", [(3, 3, 3, 3), (3, 4, 4, 3)]),
-    ("50, 44 ,44", [(3, 4, 4, 3), (3, 4, 6, 3)]),
-    ("1-1-1-1,26", [(1, 1, 1, 1), (2, 2, 2, 2)]),
-    (None, [c.blocks for c in arch_spec("resnet50").table().values()]),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("38,44,50", [(3, 3, 3, 3), (3, 4, 4, 3), (3, 4, 6, 3)]),
+        ("3-4-4-3,3-3-3-3", [(3, 3, 3, 3), (3, 4, 4, 3)]),
+        ("50, 44 ,44", [(3, 4, 4, 3), (3, 4, 6, 3)]),
+        ("1-1-1-1,26", [(1, 1, 1, 1), (2, 2, 2, 2)]),
+        (None, [c.blocks for c in arch_spec("resnet50").table().values()]),
+    ],
+)
 def test_parse_depths(text, expected):
     configs = parse_depths(arch_spec("resnet50"), text)
     assert sorted(c.blocks for c in configs) == sorted(expected)
     assert len(configs) == len(set(c.blocks for c in configs))
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("39", "has no depth 39"), ("3-4-7-3", "does not fit"), ("3-4-4", "does not fit"),
-    ("abc", "cannot parse"), ("0-1-1-1", "at least one block"), (",", "no depth"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("39", "has no depth 39"),
+        ("3-4-7-3", "does not fit"),
+        ("3-4-4", "does not fit"),
+        ("abc", "cannot parse"),
+        ("0-1-1-1", "at least one block"),
+        (",", "no depth"),
+    ],
+)
 def test_bad_depths_list_the_valid_ones(text, fragment):
     with pytest.raises(UsageError) as err:
         parse_depths(arch_spec("resnet50"), text)
@@ -87,8 +107,7 @@ def test_every_spec_carries_its_input_classes_and_preprocess_and_builds(name):
     assert len(spec.preprocess.mean) == len(spec.preprocess.std) == channels and spec.preprocess.scale > 0
     assert all(s > 0 for s in spec.preprocess.std)
     kwargs = spec.model_kwargs()
-    assert kwargs == {"num_classes": spec.default_classes, "in_channels": channels, "input_size": height,
-                      "width": None}
+    assert kwargs == {"num_classes": spec.default_classes, "in_channels": channels, "input_size": height, "width": None}
     torch = pytest.importorskip("torch")
     from ddnn_deploy.models import build_model
 
@@ -105,14 +124,22 @@ def test_family_defaults_follow_timm_and_torchvision():
     cifar = arch_spec("cifar_resnet56")
     assert cifar.default_input == (3, 32, 32) and cifar.default_classes == 10
     assert cifar.preprocess.mean == (0.4914, 0.4822, 0.4465)
-    assert cifar.preprocess.to_dict() == {"scale": 1 / 255, "mean": [0.4914, 0.4822, 0.4465],
-                                          "std": [0.2470, 0.2435, 0.2616], "layout": "NCHW"}
+    assert cifar.preprocess.to_dict() == {
+        "scale": 1 / 255,
+        "mean": [0.4914, 0.4822, 0.4465],
+        "std": [0.2470, 0.2435, 0.2616],
+        "layout": "NCHW",
+    }
 
 
 def test_model_kwargs_fill_defaults_and_reject_bad_types():
     spec = arch_spec("cifar_resnet20")
     assert spec.model_kwargs(in_channels=1, input_size=28, width=8) == {
-        "num_classes": 10, "in_channels": 1, "input_size": 28, "width": 8}
+        "num_classes": 10,
+        "in_channels": 1,
+        "input_size": 28,
+        "width": 8,
+    }
     for bad in ({"num_classes": "10"}, {"in_channels": 0}, {"input_size": 2.5}, {"width": True}):
         with pytest.raises(UsageError, match=f"{next(iter(bad))} must be a positive integer"):
             spec.model_kwargs(**bad)

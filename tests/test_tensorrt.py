@@ -24,12 +24,19 @@ def test_network_flags_follow_the_tensorrt_version():
 
 def test_sidecar_is_checked_field_by_field():
     gpu = {"gpu": "Orin", "compute_capability": "8.7"}
-    expected = trt_runner.expected_sidecar(trt_version="10.3.0", gpu=gpu, precision="fp16", onnx_sha256="ab",
-                                           max_batch=1)
+    expected = trt_runner.expected_sidecar(
+        trt_version="10.3.0", gpu=gpu, precision="fp16", onnx_sha256="ab", max_batch=1
+    )
     assert trt_runner.sidecar_mismatch(dict(expected), expected) is None
     assert trt_runner.sidecar_mismatch(None, expected) == "no sidecar"
-    for key, value in (("tensorrt", "8.6.1"), ("compute_capability", "7.2"), ("precision", "int8"),
-                       ("onnx_sha256", "cd"), ("gpu", "Xavier"), ("max_batch", 8)):
+    for key, value in (
+        ("tensorrt", "8.6.1"),
+        ("compute_capability", "7.2"),
+        ("precision", "int8"),
+        ("onnx_sha256", "cd"),
+        ("gpu", "Xavier"),
+        ("max_batch", 8),
+    ):
         reason = trt_runner.sidecar_mismatch({**expected, key: value}, expected)
         assert reason is not None and key in reason
     recorded = {**expected, "engine_sha256": "11"}

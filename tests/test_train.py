@@ -14,8 +14,18 @@ from ddnn_deploy.spec import DepthConfig
 
 
 def _config(tmp_path, name="run.pt", **overrides):
-    base = dict(arch="cifar_resnet20", depths="8,14", width=4, epochs=1, batch_size=64, train_limit=256,
-                test_limit=128, recal_samples=128, out=str(tmp_path / name), progress=False)
+    base = dict(
+        arch="cifar_resnet20",
+        depths="8,14",
+        width=4,
+        epochs=1,
+        batch_size=64,
+        train_limit=256,
+        test_limit=128,
+        recal_samples=128,
+        out=str(tmp_path / name),
+        progress=False,
+    )
     base.update(overrides)
     return TrainConfig(**base)
 

@@ -18,8 +18,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # package name -> repository folder: package-dir in pyproject.toml maps them, build_py copies the files
 DATA_PACKAGES = {"ddnn_deploy._bundled_models": "models", "ddnn_deploy._bundled_calibration": "calibration"}
-SHIPPED = {"ddnn_deploy/_bundled_models/fmnist-resnet20-ddnn.pt": "models/fmnist-resnet20-ddnn.pt",
-           "ddnn_deploy/_bundled_calibration/fashion-mnist-512.npz": "calibration/fashion-mnist-512.npz"}
+SHIPPED = {
+    "ddnn_deploy/_bundled_models/fmnist-resnet20-ddnn.pt": "models/fmnist-resnet20-ddnn.pt",
+    "ddnn_deploy/_bundled_calibration/fashion-mnist-512.npz": "calibration/fashion-mnist-512.npz",
+}
 # what building needs (and all it may see: a copy, so that the checkout gets no build/ or *.egg-info)
 BUILD_INPUTS = ["pyproject.toml", "README.md", "MANIFEST.in", "ddnn_deploy", "models", "calibration"]
 
@@ -66,8 +68,9 @@ def _clean_env() -> dict[str, str]:
 
 
 def _run(cmd: list, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=_clean_env(), capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=_clean_env(), capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -98,21 +101,44 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_the_demo_from_its_own_files(tmp_
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path)
     python = venv / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-          "--disable-pip-version-check", "-q", wheel], cwd=tmp_path)
-    site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                     cwd=tmp_path).stdout.strip())
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-q",
+            wheel,
+        ],
+        cwd=tmp_path,
+    )
+    site = Path(
+        _run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd=tmp_path).stdout.strip()
+    )
     shared = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
     (site / "zz_project_venv_packages.pth").write_text("".join(f"{p}\n" for p in sorted(shared)))
 
-    probe = _run([python, "-c", (
-        "import json, sys\n"
-        "import ddnn_deploy, ddnn_deploy.resources as r\n"
-        "from ddnn_deploy.quantize.reader import DEFAULT_SAMPLES\n"
-        "print(json.dumps({'package': ddnn_deploy.__file__, 'ckpt': str(r.demo_checkpoint()),\n"
-        "                  'sample': str(r.calibration_sample('fashion-mnist')),\n"
-        "                  'default': str(DEFAULT_SAMPLES.get('fashion-mnist')),\n"
-        "                  'editable': [m for m in sys.modules if 'editable' in m]}))\n")], cwd=tmp_path)
+    probe = _run(
+        [
+            python,
+            "-c",
+            (
+                "import json, sys\n"
+                "import ddnn_deploy, ddnn_deploy.resources as r\n"
+                "from ddnn_deploy.quantize.reader import DEFAULT_SAMPLES\n"
+                "print(json.dumps({'package': ddnn_deploy.__file__, 'ckpt': str(r.demo_checkpoint()),\n"
+                "                  'sample': str(r.calibration_sample('fashion-mnist')),\n"
+                "                  'default': str(DEFAULT_SAMPLES.get('fashion-mnist')),\n"
+                "                  'editable': [m for m in sys.modules if 'editable' in m]}))\n"
+            ),
+        ],
+        cwd=tmp_path,
+    )
     found = json.loads(probe.stdout)
     assert found["editable"] == [], found
     for key in ("package", "ckpt", "sample", "default"):
@@ -122,8 +148,9 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_the_demo_from_its_own_files(tmp_
 
     # The demo's first steps through the installed console script, from outside the checkout.
     out = tmp_path / "demo-out"
-    result = _run([venv / "bin" / "ddnn-deploy", "demo", "--steps", "info,eval", "--limit", 200, "--out", out],
-                  cwd=tmp_path)
+    result = _run(
+        [venv / "bin" / "ddnn-deploy", "demo", "--steps", "info,eval", "--limit", 200, "--out", out], cwd=tmp_path
+    )
     shown = [line for line in result.stdout.splitlines() if line.startswith("$ ddnn-deploy ")]
     assert len(shown) == 2 and shown[0].endswith("ddnn_deploy/_bundled_models/fmnist-resnet20-ddnn.pt"), shown
     assert "30.82 M" in result.stdout and result.stdout.count("│    200 │") == 3, result.stdout

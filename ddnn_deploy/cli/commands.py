@@ -11,9 +11,9 @@ import click
 from ..data import DATASETS
 from ..distill.config import MODES, TrainConfig
 from ..distill.config import default as train_default
-from ..onnx_export.settings import DEFAULT_OPSET, EXPORTERS, FP32_TOLERANCE
 from ..formats.profiles import BUILTIN_PROFILES
 from ..formats.results import LATENCY_STATS
+from ..onnx_export.settings import DEFAULT_OPSET, EXPORTERS, FP32_TOLERANCE
 from ..quantize.config import METHODS, TARGETS, QuantConfig
 
 
@@ -57,29 +57,43 @@ def _fmt_count(n: float) -> str:
 
 
 def _train_option(name: str, type_: type, help_text: str | None = None):
-    return click.option(f"--{name.replace('_', '-')}", name, type=type_, default=train_default(name),
-                        show_default=True, help=help_text)
+    return click.option(
+        f"--{name.replace('_', '-')}", name, type=type_, default=train_default(name), show_default=True, help=help_text
+    )
 
 
 @click.command("train")
 @click.option("--arch", default=train_default("arch"), show_default=True, help="Architecture (see `info --arch`).")
-@click.option("--depths", default=None, help="Depths to train together, e.g. 8,14,20 or 1-1-1,3-3-3 "
-              "(default: every depth in the architecture's table).")
+@click.option(
+    "--depths",
+    default=None,
+    help="Depths to train together, e.g. 8,14,20 or 1-1-1,3-3-3 (default: every depth in the architecture's table).",
+)
 @click.option("--dataset", type=click.Choice(DATASETS), default=train_default("dataset"), show_default=True)
-@click.option("--data", "data_dir", default=None, help="Dataset folder (default for Fashion-MNIST: "
-              "/usr/share/datasets/fashion-mnist).")
+@click.option(
+    "--data",
+    "data_dir",
+    default=None,
+    help="Dataset folder (default for Fashion-MNIST: /usr/share/datasets/fashion-mnist).",
+)
 @click.option("--width", type=int, default=None, help="Base channel width (CIFAR ResNet default 16, ResNet 64).")
-@click.option("--mode", type=click.Choice(MODES), default=train_default("mode"), show_default=True,
-              help="ekd: the paper; ce: hard labels only; ipkd / ipkd-ta: inplace distillation "
-              "(with teacher assistants); individual: each depth as its own network.")
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default=train_default("mode"),
+    show_default=True,
+    help="ekd: the paper; ce: hard labels only; ipkd / ipkd-ta: inplace distillation "
+    "(with teacher assistants); individual: each depth as its own network.",
+)
 @_train_option("epochs", int)
 @_train_option("batch_size", int)
 @_train_option("lr", float)
 @_train_option("weight_decay", float)
 @_train_option("warmup_epochs", float)
 @_train_option("kl_weight", float)
-@_train_option("at_weight", float, "Weight of the attention-map MSE (its raw value is ~1e-3, so it needs a "
-               "large weight).")
+@_train_option(
+    "at_weight", float, "Weight of the attention-map MSE (its raw value is ~1e-3, so it needs a large weight)."
+)
 @_train_option("temperature", float)
 @_train_option("seed", int)
 @click.option("--out", required=True, help="Checkpoint to write (atomically, after every epoch).")
@@ -90,8 +104,12 @@ def _train_option(name: str, type_: type, help_text: str | None = None):
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
 @click.option("--train-limit", type=int, default=None, help="Train on a random subset of this many images.")
 @click.option("--test-limit", type=int, default=None, help="Evaluate on a random subset of this many images.")
-@_train_option("holdout", int, "Hold out N training images (a fixed split) and evaluate on them instead of the "
-               "test set: tune hyper-parameters this way, never on the test set.")
+@_train_option(
+    "holdout",
+    int,
+    "Hold out N training images (a fixed split) and evaluate on them instead of the "
+    "test set: tune hyper-parameters this way, never on the test set.",
+)
 @_train_option("recal_samples", int, "Training images used to recalibrate each depth's BN statistics.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(**opts) -> None:
@@ -106,8 +124,12 @@ def train(**opts) -> None:
 @click.command("eval")
 @click.option("--ckpt", required=True, help="ddnn-deploy checkpoint.")
 @click.option("--depths", default=None, help="Depths to evaluate (default: every depth in the checkpoint).")
-@click.option("--dataset", type=click.Choice(DATASETS), default=None,
-              help="Dataset (default: the one the checkpoint was trained on).")
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASETS),
+    default=None,
+    help="Dataset (default: the one the checkpoint was trained on).",
+)
 @click.option("--data", "data_dir", default=None, help="Dataset folder.")
 @click.option("--limit", type=int, default=None, help="Evaluate on a random subset of this many test images.")
 @click.option("--device", default="cpu", show_default=True)
@@ -116,14 +138,18 @@ def eval_command(ckpt, depths, dataset, data_dir, limit, device, as_json) -> Non
     """Top-1/top-5 of every depth on the test split, each with its own BN statistics."""
     from ..evaluation import evaluate_checkpoint
 
-    result = evaluate_checkpoint(ckpt, dataset=dataset, data_dir=data_dir, depths=depths, limit=limit,
-                                 device=device)
+    result = evaluate_checkpoint(ckpt, dataset=dataset, data_dir=data_dir, depths=depths, limit=limit, device=device)
     if as_json:
         _echo_json(result)
         return
-    _print_table(f"{ckpt} on {result['dataset']} (test)", ["depth", "blocks", "top-1 %", "top-5 %", "images"],
-                 [[r["depth"], "-".join(map(str, r["blocks"])), f"{r['top1']:.2f}", f"{r['top5']:.2f}", r["n"]]
-                  for r in result["depths"]])
+    _print_table(
+        f"{ckpt} on {result['dataset']} (test)",
+        ["depth", "blocks", "top-1 %", "top-5 %", "images"],
+        [
+            [r["depth"], "-".join(map(str, r["blocks"])), f"{r['top1']:.2f}", f"{r['top5']:.2f}", r["n"]]
+            for r in result["depths"]
+        ],
+    )
 
 
 @click.command("info")
@@ -139,24 +165,36 @@ def info(arch, ckpt, depths, input_size, in_channels, num_classes, width, as_jso
     """Parameters and MACs of every depth of an architecture or a checkpoint."""
     from ..describe import describe
 
-    result = describe(arch=arch, ckpt=ckpt, depths=depths, num_classes=num_classes, in_channels=in_channels,
-                      input_size=input_size, width=width)
+    result = describe(
+        arch=arch,
+        ckpt=ckpt,
+        depths=depths,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_size=input_size,
+        width=width,
+    )
     if as_json:
         _echo_json(result)
         return
     has_top1 = any("top1" in r for r in result["depths"])
     split = next((r["top1_split"] for r in result["depths"] if r.get("top1_split")), "test")
     columns = ["depth", "blocks", "params", "MACs"] + ([f"top-1 % ({split})"] if has_top1 else [])
-    rows = [[r["depth"], "-".join(map(str, r["blocks"])), _fmt_count(r["params"]), _fmt_count(r["macs"])]
-            + ([f"{r['top1']:.2f}" if r.get("top1") is not None else "-"] if has_top1 else [])
-            for r in result["depths"]]
+    rows = [
+        [r["depth"], "-".join(map(str, r["blocks"])), _fmt_count(r["params"]), _fmt_count(r["macs"])]
+        + ([f"{r['top1']:.2f}" if r.get("top1") is not None else "-"] if has_top1 else [])
+        for r in result["depths"]
+    ]
     _print_table(f"{result['arch']}, input {'x'.join(map(str, result['input_shape']))}", columns, rows)
 
 
 @click.command("convert")
 @click.option("--arch", required=True, help="Architecture name, e.g. resnet50.")
-@click.option("--weights", default=None, help="torchvision/timm state_dict (.pth/.pt/.safetensors); "
-              "omit for a seeded random init (latency studies).")
+@click.option(
+    "--weights",
+    default=None,
+    help="torchvision/timm state_dict (.pth/.pt/.safetensors); omit for a seeded random init (latency studies).",
+)
 @click.option("--depths", default=None, help="The checkpoint's depth table (default: the architecture's).")
 @click.option("--num-classes", type=int, default=None, help="Default: read from the weights, else 1000.")
 @click.option("--in-channels", type=int, default=None)
@@ -168,8 +206,17 @@ def convert(arch, weights, depths, num_classes, in_channels, input_size, width, 
     """Wrap a plain torchvision/timm ResNet state_dict (or a random init) into a DDNN checkpoint."""
     from ..convert import convert_weights
 
-    ckpt = convert_weights(arch=arch, weights=weights, depths=depths, num_classes=num_classes,
-                           in_channels=in_channels, input_size=input_size, width=width, seed=seed, out=out)
+    ckpt = convert_weights(
+        arch=arch,
+        weights=weights,
+        depths=depths,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_size=input_size,
+        width=width,
+        seed=seed,
+        out=out,
+    )
     _log(f"wrote {out}: {arch}, depths {', '.join(str(ckpt.spec.depth_of(c)) for c in ckpt.depths)}")
 
 
@@ -182,61 +229,136 @@ def convert(arch, weights, depths, num_classes, in_channels, input_size, width, 
 @click.option("--input-size", type=int, default=None, help="Input height = width (default: the checkpoint's).")
 @click.option("--batch", type=int, default=None, help="Static batch size (default: dynamic batch axis).")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
-@click.option("--exporter", type=click.Choice(EXPORTERS), default=EXPORTERS[0], show_default=True,
-              help="torch.onnx exporter, passed explicitly and recorded (dynamo needs onnxscript).")
-@click.option("--tolerance", type=float, default=FP32_TOLERANCE, show_default=True,
-              help="Largest allowed |onnx - torch| relative to the largest |logit|.")
-@click.option("--fp16", is_flag=True, help="Also write an FP16 graph per depth (float32 input/output), "
-              "for back-ends that take precision from the graph, e.g. TensorRT 11.")
+@click.option(
+    "--exporter",
+    type=click.Choice(EXPORTERS),
+    default=EXPORTERS[0],
+    show_default=True,
+    help="torch.onnx exporter, passed explicitly and recorded (dynamo needs onnxscript).",
+)
+@click.option(
+    "--tolerance",
+    type=float,
+    default=FP32_TOLERANCE,
+    show_default=True,
+    help="Largest allowed |onnx - torch| relative to the largest |logit|.",
+)
+@click.option(
+    "--fp16",
+    is_flag=True,
+    help="Also write an FP16 graph per depth (float32 input/output), "
+    "for back-ends that take precision from the graph, e.g. TensorRT 11.",
+)
 @click.option("--force", is_flag=True, help="Replace an output directory that already holds files.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest on stdout.")
-def export_command(ckpt, out, depths, selector, opset, input_size, batch, no_simplify, exporter, tolerance, fp16,
-                   force, no_progress, as_json) -> None:
+def export_command(
+    ckpt,
+    out,
+    depths,
+    selector,
+    opset,
+    input_size,
+    batch,
+    no_simplify,
+    exporter,
+    tolerance,
+    fp16,
+    force,
+    no_progress,
+    as_json,
+) -> None:
     """Slice a checkpoint into verified per-depth ONNX graphs (+ an optional selector graph)."""
     from ..onnx_export.api import export
 
-    manifest = export(ckpt, out, depths=depths, selector=selector, opset=opset, input_size=input_size, batch=batch,
-                      simplify=not no_simplify, force=force, exporter=exporter, tolerance=tolerance, fp16=fp16,
-                      progress=not no_progress, log=_log)
+    manifest = export(
+        ckpt,
+        out,
+        depths=depths,
+        selector=selector,
+        opset=opset,
+        input_size=input_size,
+        batch=batch,
+        simplify=not no_simplify,
+        force=force,
+        exporter=exporter,
+        tolerance=tolerance,
+        fp16=fp16,
+        progress=not no_progress,
+        log=_log,
+    )
     if as_json:
         _echo_json(manifest.to_json_dict())
         return
     rows = []
     for a in manifest.artifacts:
         depth = a.depth if a.kind == "depth" else ",".join(map(str, a.depths))
-        rows.append([depth, f"{a.kind} {a.precision}", a.path, f"{a.bytes / 1e6:.2f} MB", _fmt_count(a.params or 0),
-                     "yes" if a.simplified else "no", f"{(a.parity or {}).get('max_rel_err', 0):.1e}"])
-    _print_table(f"{out}/manifest.json ({manifest.export_seconds or 0:.0f} s)",
-                 ["depth", "kind", "file", "size", "params", "onnxsim", "parity (rel)"], rows)
+        rows.append(
+            [
+                depth,
+                f"{a.kind} {a.precision}",
+                a.path,
+                f"{a.bytes / 1e6:.2f} MB",
+                _fmt_count(a.params or 0),
+                "yes" if a.simplified else "no",
+                f"{(a.parity or {}).get('max_rel_err', 0):.1e}",
+            ]
+        )
+    _print_table(
+        f"{out}/manifest.json ({manifest.export_seconds or 0:.0f} s)",
+        ["depth", "kind", "file", "size", "params", "onnxsim", "parity (rel)"],
+        rows,
+    )
 
 
 def _print_pick(pick) -> None:
     acc = f", top-1 {pick.top1:.2f}%" if pick.top1 is not None else ""
-    click.echo(f"pick: depth {pick.depth} ({pick.backend} {pick.precision}, batch {pick.batch}): "
-               f"{pick.stat} {pick.latency_ms:.3f} ms <= {pick.budget_ms:g} ms{acc}")
+    click.echo(
+        f"pick: depth {pick.depth} ({pick.backend} {pick.precision}, batch {pick.batch}): "
+        f"{pick.stat} {pick.latency_ms:.3f} ms <= {pick.budget_ms:g} ms{acc}"
+    )
 
 
 def _print_bench(results, title: str) -> None:
     rows = []
     for r in results.rows:
         lat, acc, mem = r.latency_ms, r.accuracy, r.memory_mb or {}
-        rows.append([r.depth, r.kind, r.precision, r.batch, f"{lat.p50:.3f}" if lat else "-",
-                     f"{lat.p90:.3f}" if lat else "-", f"{r.throughput:.1f}" if r.throughput else "-",
-                     f"{acc.top1:.2f}" if acc and acc.top1 is not None else "-",
-                     f"{mem.get('peak_rss_mb') or 0:.0f}" if r.memory_mb else "-",
-                     r.status if r.status == "ok" else f"{r.status}: {r.error}"])
-    _print_table(title, ["depth", "kind", "precision", "batch", "p50 ms", "p90 ms", "img/s", "top-1 %", "peak MB",
-                         "status"], rows)
+        rows.append(
+            [
+                r.depth,
+                r.kind,
+                r.precision,
+                r.batch,
+                f"{lat.p50:.3f}" if lat else "-",
+                f"{lat.p90:.3f}" if lat else "-",
+                f"{r.throughput:.1f}" if r.throughput else "-",
+                f"{acc.top1:.2f}" if acc and acc.top1 is not None else "-",
+                f"{mem.get('peak_rss_mb') or 0:.0f}" if r.memory_mb else "-",
+                r.status if r.status == "ok" else f"{r.status}: {r.error}",
+            ]
+        )
+    _print_table(
+        title,
+        ["depth", "kind", "precision", "batch", "p50 ms", "p90 ms", "img/s", "top-1 %", "peak MB", "status"],
+        rows,
+    )
 
 
 @click.command("bench")
 @click.option("--artifacts", required=True, help="Export directory (manifest.json + graphs).")
-@click.option("--device", default="x86-cpu", show_default=True,
-              help=f"Device profile ({', '.join(BUILTIN_PROFILES)}, or one from --profiles).")
+@click.option(
+    "--device",
+    default="x86-cpu",
+    show_default=True,
+    help=f"Device profile ({', '.join(BUILTIN_PROFILES)}, or one from --profiles).",
+)
 @click.option("--profiles", "profiles_file", default=None, help="TOML file adding or overriding device profiles.")
-@click.option("--dataset", default=None, help=f"Dataset for accuracy ({', '.join(DATASETS)}, a folder with one "
-              "sub-folder per class, or none for latency only).")
+@click.option(
+    "--dataset",
+    default=None,
+    help=f"Dataset for accuracy ({', '.join(DATASETS)}, a folder with one "
+    "sub-folder per class, or none for latency only).",
+)
 @click.option("--data", "data_dir", default=None, help="Dataset folder.")
 @click.option("--limit", type=int, default=None, help="Measure accuracy on this many test images.")
 @click.option("--depths", default=None, help="Depth numbers to measure, e.g. 8,20 (default: all).")
@@ -246,22 +368,55 @@ def _print_bench(results, title: str) -> None:
 @click.option("--engine-cache", default=None, help="TensorRT engine cache (default: ARTIFACTS/engines).")
 @click.option("--precision", default=None, help="Precisions to measure, e.g. fp32,int8 (default: the profile's).")
 @click.option("--budget-ms", type=float, default=None, help="Also print the depth this budget picks.")
-@click.option("--stat", type=click.Choice(LATENCY_STATS), default="p90", show_default=True,
-              help="Latency statistic for --budget-ms.")
+@click.option(
+    "--stat",
+    type=click.Choice(LATENCY_STATS),
+    default="p90",
+    show_default=True,
+    help="Latency statistic for --budget-ms.",
+)
 @click.option("--no-progress", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results on stdout.")
-def bench_command(artifacts, device, profiles_file, dataset, data_dir, limit, depths, include_selector, ckpt,
-                  results_path, engine_cache, precision, budget_ms, stat, no_progress, as_json) -> None:
+def bench_command(
+    artifacts,
+    device,
+    profiles_file,
+    dataset,
+    data_dir,
+    limit,
+    depths,
+    include_selector,
+    ckpt,
+    results_path,
+    engine_cache,
+    precision,
+    budget_ms,
+    stat,
+    no_progress,
+    as_json,
+) -> None:
     """Measure latency, throughput, accuracy and memory of every depth on a device profile."""
     from ..measure.sweep import bench
     from ..pick import check_budget, pick_depth
 
     if budget_ms is not None:
         check_budget(budget_ms, stat)
-    results = bench(artifacts, device=device, profiles_file=profiles_file, dataset=dataset, data_dir=data_dir,
-                    limit=limit, depths=_depth_numbers(depths), include_selector=include_selector, checkpoint=ckpt,
-                    results_path=results_path, engine_cache=engine_cache, progress=not no_progress,
-                    precisions=precision.split(",") if precision else None, log=_log)
+    results = bench(
+        artifacts,
+        device=device,
+        profiles_file=profiles_file,
+        dataset=dataset,
+        data_dir=data_dir,
+        limit=limit,
+        depths=_depth_numbers(depths),
+        include_selector=include_selector,
+        checkpoint=ckpt,
+        results_path=results_path,
+        engine_cache=engine_cache,
+        progress=not no_progress,
+        precisions=precision.split(",") if precision else None,
+        log=_log,
+    )
     if as_json:
         _echo_json(results.to_json_dict())
     else:
@@ -291,34 +446,74 @@ def pick_command(results_path, budget_ms, stat, min_accuracy, batch, as_json) ->
 
 @click.command("calibrate")
 @click.option("--artifacts", required=True, help="Export directory (manifest.json + FP32 graphs).")
-@click.option("--dataset", default=None, help="Calibration data: a dataset name (training split), a folder of "
-              "images, a .npz sample, or 'random' (default: the bundled sample of the manifest's dataset).")
+@click.option(
+    "--dataset",
+    default=None,
+    help="Calibration data: a dataset name (training split), a folder of "
+    "images, a .npz sample, or 'random' (default: the bundled sample of the manifest's dataset).",
+)
 @click.option("--samples", type=int, default=512, show_default=True)
-@click.option("--target", type=click.Choice(TARGETS), default=QuantConfig.target, show_default=True,
-              help="cpu: unsigned activations (x86 VNNI); tensorrt: symmetric signed INT8.")
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default=QuantConfig.target,
+    show_default=True,
+    help="cpu: unsigned activations (x86 VNNI); tensorrt: symmetric signed INT8.",
+)
 @click.option("--method", type=click.Choice(METHODS), default=QuantConfig.method, show_default=True)
-@click.option("--percentile", type=float, default=QuantConfig.percentile, show_default=True,
-              help="Histogram percentile kept by --method percentile.")
-@click.option("--max-drop", type=float, default=1.0, show_default=True,
-              help="Largest allowed FP32 -> INT8 top-1 drop (points) on held-out test images.")
-@click.option("--eval-samples", type=int, default=2000, show_default=True,
-              help="Held-out test images for the accuracy guard.")
+@click.option(
+    "--percentile",
+    type=float,
+    default=QuantConfig.percentile,
+    show_default=True,
+    help="Histogram percentile kept by --method percentile.",
+)
+@click.option(
+    "--max-drop",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Largest allowed FP32 -> INT8 top-1 drop (points) on held-out test images.",
+)
+@click.option(
+    "--eval-samples", type=int, default=2000, show_default=True, help="Held-out test images for the accuracy guard."
+)
 @click.option("--depths", default=None, help="Depth numbers to calibrate (default: all).")
 @click.option("--no-progress", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
-def calibrate_command(artifacts, dataset, samples, target, method, percentile, max_drop, eval_samples, depths,
-                      no_progress, as_json) -> None:
+def calibrate_command(
+    artifacts, dataset, samples, target, method, percentile, max_drop, eval_samples, depths, no_progress, as_json
+) -> None:
     """Calibrate an INT8 (QDQ) graph for every depth and record it in the manifest."""
     from ..quantize.calibrate import calibrate
 
-    manifest = calibrate(artifacts, QuantConfig(target=target, method=method, percentile=percentile),
-                         dataset=dataset, samples=samples, max_drop=max_drop, eval_samples=eval_samples,
-                         depths=_depth_numbers(depths), progress=not no_progress, log=_log)
+    manifest = calibrate(
+        artifacts,
+        QuantConfig(target=target, method=method, percentile=percentile),
+        dataset=dataset,
+        samples=samples,
+        max_drop=max_drop,
+        eval_samples=eval_samples,
+        depths=_depth_numbers(depths),
+        progress=not no_progress,
+        log=_log,
+    )
     if as_json:
         _echo_json(manifest.to_json_dict())
         return
-    rows = [[a.depth, a.target, a.path, f"{a.bytes / 1e6:.2f} MB",
-             f"{a.accuracy['fp32_top1']:.2f}" if a.accuracy else "-",
-             f"{a.accuracy['int8_top1']:.2f}" if a.accuracy else "-"] for a in manifest.select(precision="int8")]
-    _print_table(f"INT8 artifacts in {artifacts}/manifest.json (the selector graph stays FP32)",
-                 ["depth", "target", "file", "size", "FP32 top-1 %", "INT8 top-1 %"], rows)
+    rows = [
+        [
+            a.depth,
+            a.target,
+            a.path,
+            f"{a.bytes / 1e6:.2f} MB",
+            f"{a.accuracy['fp32_top1']:.2f}" if a.accuracy else "-",
+            f"{a.accuracy['int8_top1']:.2f}" if a.accuracy else "-",
+        ]
+        for a in manifest.select(precision="int8")
+    ]
+    _print_table(
+        f"INT8 artifacts in {artifacts}/manifest.json (the selector graph stays FP32)",
+        ["depth", "target", "file", "size", "FP32 top-1 %", "INT8 top-1 %"],
+        rows,
+    )

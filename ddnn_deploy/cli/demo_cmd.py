@@ -29,8 +29,14 @@ def _commands():
     """The click commands the demo runs, by step (imported late: they pull in the command module)."""
     from .commands import bench_command, calibrate_command, eval_command, export_command, info, pick_command
 
-    return {"info": info, "eval": eval_command, "export": export_command, "calibrate": calibrate_command,
-            "bench": bench_command, "pick": pick_command}
+    return {
+        "info": info,
+        "eval": eval_command,
+        "export": export_command,
+        "calibrate": calibrate_command,
+        "bench": bench_command,
+        "pick": pick_command,
+    }
 
 
 def parse_steps(text: str) -> list[str]:
@@ -64,19 +70,32 @@ def _holds_earlier_demo(out: Path, ckpt: Path) -> bool:
 
 
 @click.command("demo")
-@click.option("--out", default="artifacts/demo", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the exported graphs, INT8 graphs and results (.json, .csv, .png).")
+@click.option(
+    "--out",
+    default="artifacts/demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the exported graphs, INT8 graphs and results (.json, .csv, .png).",
+)
 @click.option("--budget-ms", type=float, default=0.4, show_default=True, help="Latency budget for the pick step.")
 @click.option("--stat", default="p90", show_default=True, help="Latency statistic for the pick step.")
-@click.option("--limit", type=int, default=None,
-              help="Evaluate and bench accuracy on this many test images (a quick run; default: all 10,000).")
-@click.option("--steps", default=",".join(STEPS), show_default=True,
-              help="Which steps to run (always in this order); later steps need the files earlier ones wrote.")
-@click.option("--force", is_flag=True,
-              help="Replace --out even when it holds files other than an earlier demo's export.")
+@click.option(
+    "--limit",
+    type=int,
+    default=None,
+    help="Evaluate and bench accuracy on this many test images (a quick run; default: all 10,000).",
+)
+@click.option(
+    "--steps",
+    default=",".join(STEPS),
+    show_default=True,
+    help="Which steps to run (always in this order); later steps need the files earlier ones wrote.",
+)
+@click.option(
+    "--force", is_flag=True, help="Replace --out even when it holds files other than an earlier demo's export."
+)
 @click.pass_context
-def demo(ctx: click.Context, out: str, budget_ms: float, stat: str, limit: int | None, steps: str,
-         force: bool) -> None:
+def demo(ctx: click.Context, out: str, budget_ms: float, stat: str, limit: int | None, steps: str, force: bool) -> None:
     """Run the whole job on the built-in Fashion-MNIST demo checkpoint: info, eval, export, calibrate, bench, pick."""
     from ..errors import UsageError
     from ..resources import demo_checkpoint
@@ -100,15 +119,38 @@ def demo(ctx: click.Context, out: str, budget_ms: float, stat: str, limit: int |
     plan: dict[str, tuple[list[str], dict[str, object]]] = {
         "info": (["--ckpt", _shown(ckpt)], {"ckpt": str(ckpt)}),
         "eval": (["--ckpt", _shown(ckpt), *limit_args], {"ckpt": str(ckpt), "limit": limit}),
-        "export": (["--ckpt", _shown(ckpt), "--out", out, "--selector", *(["--force"] if replace else [])],
-                   {"ckpt": str(ckpt), "out": out, "selector": True, "force": replace}),
+        "export": (
+            ["--ckpt", _shown(ckpt), "--out", out, "--selector", *(["--force"] if replace else [])],
+            {"ckpt": str(ckpt), "out": out, "selector": True, "force": replace},
+        ),
         "calibrate": (["--artifacts", out], {"artifacts": out}),
-        "bench": (["--artifacts", out, "--device", DEVICE, "--precision", PRECISIONS, "--dataset", DATASET,
-                   *limit_args, "--results", str(results)],
-                  {"artifacts": out, "device": DEVICE, "precision": PRECISIONS, "dataset": DATASET, "limit": limit,
-                   "results_path": str(results)}),
-        "pick": (["--results", str(results), "--budget-ms", f"{budget_ms:g}", "--stat", stat],
-                 {"results_path": str(results), "budget_ms": budget_ms, "stat": stat}),
+        "bench": (
+            [
+                "--artifacts",
+                out,
+                "--device",
+                DEVICE,
+                "--precision",
+                PRECISIONS,
+                "--dataset",
+                DATASET,
+                *limit_args,
+                "--results",
+                str(results),
+            ],
+            {
+                "artifacts": out,
+                "device": DEVICE,
+                "precision": PRECISIONS,
+                "dataset": DATASET,
+                "limit": limit,
+                "results_path": str(results),
+            },
+        ),
+        "pick": (
+            ["--results", str(results), "--budget-ms", f"{budget_ms:g}", "--stat", stat],
+            {"results_path": str(results), "budget_ms": budget_ms, "stat": stat},
+        ),
     }
     for step in chosen:
         argv, kwargs = plan[step]

@@ -42,8 +42,7 @@ class DDNNGroup(click.Group):
             click.echo(f"error: {exc.strerror or exc}{where}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("interrupted: the last complete checkpoint (if any) is intact; "
-                       "continue with --resume", err=True)
+            click.echo("interrupted: the last complete checkpoint (if any) is intact; continue with --resume", err=True)
             sys.exit(EXIT_INTERRUPTED)
 
 

@@ -25,7 +25,19 @@ from .feed import FeedReader
 from .preprocess import PREPROCESS, Preprocess
 
 __all__ = [
-    "CIFAR10_CLASSES", "DATASETS", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "IMAGE_SUFFIXES", "PREPROCESS",
-    "FeedReader", "ImageDataset", "Preprocess", "load_cifar_binary", "load_dataset", "load_eval_data",
-    "load_fashion_mnist", "load_image_folder", "read_idx",
+    "CIFAR10_CLASSES",
+    "DATASETS",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_DIR",
+    "IMAGE_SUFFIXES",
+    "PREPROCESS",
+    "FeedReader",
+    "ImageDataset",
+    "Preprocess",
+    "load_cifar_binary",
+    "load_dataset",
+    "load_eval_data",
+    "load_fashion_mnist",
+    "load_image_folder",
+    "read_idx",
 ]

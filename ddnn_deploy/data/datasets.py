@@ -21,8 +21,18 @@ from ..errors import DataError, optional_import
 from .preprocess import PREPROCESS, Preprocess
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                         "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"})
@@ -76,7 +86,7 @@ def _check_split(split: str) -> None:
 
 
 def _read_maybe_gz(path: Path) -> bytes:
-    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
         return f.read()
 
 
@@ -91,11 +101,10 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = raw[3]
     header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape)) if shape else 0
     if len(raw) - header != expected:
-        raise DataError(f"{path} is truncated or corrupt: header says {shape}, "
-                        f"found {len(raw) - header} bytes of data")
+        raise DataError(f"{path} is truncated or corrupt: header says {shape}, found {len(raw) - header} bytes of data")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -103,24 +112,33 @@ def _find_idx(folder: Path, stem: str) -> Path:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.exists():
             return candidate
-    raise DataError(f"{folder} has no {stem}[.gz]; expected the four Fashion-MNIST IDX files "
-                    "(install them with: apt-get install -y dataset-fashion-mnist, or pass --data DIR)")
+    raise DataError(
+        f"{folder} has no {stem}[.gz]; expected the four Fashion-MNIST IDX files "
+        "(install them with: apt-get install -y dataset-fashion-mnist, or pass --data DIR)"
+    )
 
 
 def load_fashion_mnist(folder: str | Path | None = None, split: str = "train") -> ImageDataset:
     """Fashion-MNIST from its IDX files; ``split`` is ``train`` (60k) or ``test`` (10k)."""
     folder = Path(folder or os.environ.get("DDNN_FASHION_MNIST", FASHION_MNIST_DIR))
     if not folder.is_dir():
-        raise DataError(f"Fashion-MNIST folder {folder} does not exist; install it with: "
-                        "apt-get install -y dataset-fashion-mnist, or pass --data DIR")
+        raise DataError(
+            f"Fashion-MNIST folder {folder} does not exist; install it with: "
+            "apt-get install -y dataset-fashion-mnist, or pass --data DIR"
+        )
     _check_split(split)
     prefix = {"train": "train", "test": "t10k"}[split]
     images = read_idx(_find_idx(folder, f"{prefix}-images-idx3-ubyte"))
     labels = read_idx(_find_idx(folder, f"{prefix}-labels-idx1-ubyte"))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"{folder}: images {images.shape} and labels {labels.shape} do not match")
-    return ImageDataset(images[:, None, :, :].copy(), labels.astype(np.int64), FASHION_MNIST_CLASSES,
-                        PREPROCESS["fashion-mnist"], "fashion-mnist")
+    return ImageDataset(
+        images[:, None, :, :].copy(),
+        labels.astype(np.int64),
+        FASHION_MNIST_CLASSES,
+        PREPROCESS["fashion-mnist"],
+        "fashion-mnist",
+    )
 
 
 def _cifar_files(folder: Path, split: str) -> tuple[list[Path], int, str]:
@@ -133,8 +151,10 @@ def _cifar_files(folder: Path, split: str) -> tuple[list[Path], int, str]:
         return c10, 1, "cifar10"
     if c100.exists():
         return [c100], 2, "cifar100"
-    raise DataError(f"{folder} holds no CIFAR binary files (data_batch_1.bin ... or train.bin); "
-                    "the pickled 'python version' is refused on purpose: use the binary version")
+    raise DataError(
+        f"{folder} holds no CIFAR binary files (data_batch_1.bin ... or train.bin); "
+        "the pickled 'python version' is refused on purpose: use the binary version"
+    )
 
 
 def _cifar_records(files: Sequence[Path], record: int) -> np.ndarray:
@@ -154,8 +174,9 @@ def _cifar100_classes(folder: Path, coarse: bool) -> tuple[str, ...]:
     return tuple(str(i) for i in range(20 if coarse else 100))
 
 
-def load_cifar_binary(folder: str | Path, split: str = "train", *, coarse: bool = False,
-                      expect: str | None = None) -> ImageDataset:
+def load_cifar_binary(
+    folder: str | Path, split: str = "train", *, coarse: bool = False, expect: str | None = None
+) -> ImageDataset:
     """CIFAR-10 (``data_batch_*.bin``/``test_batch.bin``) or CIFAR-100 (``train.bin``/``test.bin``)."""
     _check_split(split)
     folder = Path(folder)
@@ -184,8 +205,9 @@ def _decode_center_crop(image_module: ModuleType, path: Path, size: int, resize:
         return np.asarray(img.crop((left, top, left + size, top + size))).transpose(2, 0, 1)
 
 
-def load_image_folder(folder: str | Path, *, size: int = 224, resize: int | None = None,
-                      limit: int | None = None) -> ImageDataset:
+def load_image_folder(
+    folder: str | Path, *, size: int = 224, resize: int | None = None, limit: int | None = None
+) -> ImageDataset:
     """Images in the ImageNet layout (one sub-folder per class), resized and centre-cropped.
 
     Decodes eagerly into memory, so it suits calibration and accuracy subsets; use ``limit``.
@@ -197,8 +219,12 @@ def load_image_folder(folder: str | Path, *, size: int = 224, resize: int | None
     classes = tuple(sorted(d.name for d in folder.iterdir() if d.is_dir()))
     if not classes:
         raise DataError(f"{folder} has no class sub-folders (expected ROOT/CLASS/IMAGE.jpg)")
-    files = [(p, i) for i, c in enumerate(classes) for p in sorted((folder / c).iterdir())
-             if p.suffix.lower() in IMAGE_SUFFIXES]
+    files = [
+        (p, i)
+        for i, c in enumerate(classes)
+        for p in sorted((folder / c).iterdir())
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not files:
         raise DataError(f"{folder} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     if limit is not None and limit < len(files):
@@ -232,8 +258,9 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
 
 
-def _eval_folder(source: str, data_dir: str | None, input_shape: Sequence[int] | None,
-                 class_names: Sequence[str] | None) -> ImageDataset:
+def _eval_folder(
+    source: str, data_dir: str | None, input_shape: Sequence[int] | None, class_names: Sequence[str] | None
+) -> ImageDataset:
     """A class-per-folder test set, resized to the model's input, labels mapped onto ``class_names``."""
     folder = Path(data_dir) if source == "imagefolder" and data_dir else Path(source)
     if source == "imagefolder" and (folder / "val").is_dir():
@@ -248,8 +275,14 @@ def _eval_folder(source: str, data_dir: str | None, input_shape: Sequence[int] |
     return data
 
 
-def load_eval_data(source: str, *, data_dir: str | None = None, input_shape: Sequence[int] | None = None,
-                   class_names: Sequence[str] | None = None, limit: int | None = None) -> ImageDataset:
+def load_eval_data(
+    source: str,
+    *,
+    data_dir: str | None = None,
+    input_shape: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> ImageDataset:
     """Held-out data for accuracy: a dataset name (its test split) or a folder with one sub-folder per
     class (resized to the model's input; labels follow ``class_names`` when the folder names match)."""
     if source in DATASETS and source != "imagefolder":
@@ -257,9 +290,12 @@ def load_eval_data(source: str, *, data_dir: str | None = None, input_shape: Seq
     elif source == "imagefolder" or Path(source).is_dir():
         data = _eval_folder(source, data_dir, input_shape, class_names)
     else:
-        raise DataError(f"unknown dataset {source!r}: give one of {', '.join(DATASETS)}, a folder of images "
-                        "with one sub-folder per class, or none")
+        raise DataError(
+            f"unknown dataset {source!r}: give one of {', '.join(DATASETS)}, a folder of images "
+            "with one sub-folder per class, or none"
+        )
     if input_shape and tuple(data.input_shape) != tuple(input_shape):
-        raise DataError(f"{source} images are {list(data.input_shape)} (C, H, W) but the model wants "
-                        f"{list(input_shape)}")
+        raise DataError(
+            f"{source} images are {list(data.input_shape)} (C, H, W) but the model wants {list(input_shape)}"
+        )
     return data.subset(limit, seed=2)

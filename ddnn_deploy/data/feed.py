@@ -23,9 +23,19 @@ class FeedReader:
     a static-batch graph (``n`` real samples). ``images=None`` feeds Gaussian noise (latency studies).
     """
 
-    def __init__(self, images: np.ndarray | None, preprocess: Preprocess, *, input_shape: tuple[int, int, int],
-                 batch: int = 32, samples: int = 512, static_batch: int | None = None, seed: int = 0,
-                 labels: np.ndarray | None = None, pad_last: bool = False) -> None:
+    def __init__(
+        self,
+        images: np.ndarray | None,
+        preprocess: Preprocess,
+        *,
+        input_shape: tuple[int, int, int],
+        batch: int = 32,
+        samples: int = 512,
+        static_batch: int | None = None,
+        seed: int = 0,
+        labels: np.ndarray | None = None,
+        pad_last: bool = False,
+    ) -> None:
         self.images, self.labels, self.preprocess, self.input_shape = images, labels, preprocess, input_shape
         self.batch = static_batch or batch
         self.samples = len(images) if images is not None else samples

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .config import MODES
+
 Tensor = torch.Tensor
-MODES = ("ekd", "ce", "ipkd", "ipkd-ta", "individual")
 
 
 def kl_divergence(teacher_probs: Tensor, student_logits: Tensor, temperature: float) -> Tensor:
@@ -44,8 +45,15 @@ def _result(ce: Tensor, kl: Tensor, at: Tensor, kl_weight: float, at_weight: flo
     return {"loss": ce + kl_weight * kl + at_weight * at, "ce": ce, "kl": kl, "at": at}
 
 
-def ekd_loss(logits: Sequence[Tensor], features: Sequence[Sequence[Tensor]], target: Tensor, *,
-             kl_weight: float, at_weight: float, temperature: float = 1.0) -> dict[str, Tensor]:
+def ekd_loss(
+    logits: Sequence[Tensor],
+    features: Sequence[Sequence[Tensor]],
+    target: Tensor,
+    *,
+    kl_weight: float,
+    at_weight: float,
+    temperature: float = 1.0,
+) -> dict[str, Tensor]:
     """Embedded Knowledge Distillation, Eq. 1-7.
 
     ``kl = (KL(p_et || p_0) + sum_k KL(p_0 || p_k)) / (K+1)`` with ``p_et`` the mean of all K+1
@@ -81,8 +89,14 @@ def ce_loss(logits: Sequence[Tensor], target: Tensor) -> dict[str, Tensor]:
     return _result(ce, zero, zero, 0.0, 0.0)
 
 
-def ipkd_loss(logits: Sequence[Tensor], target: Tensor, *, kl_weight: float,
-              temperature: float = 1.0, teacher_assistant: bool = False) -> dict[str, Tensor]:
+def ipkd_loss(
+    logits: Sequence[Tensor],
+    target: Tensor,
+    *,
+    kl_weight: float,
+    temperature: float = 1.0,
+    teacher_assistant: bool = False,
+) -> dict[str, Tensor]:
     """Inplace distillation: each sub-net distils from the full-net (``ipkd``), or from the next
     deeper net (``ipkd-ta``, teacher assistants). ``kl`` is averaged over the K+1 nets as in EKD."""
     ce = cross_entropy_part(logits, target)
@@ -95,18 +109,25 @@ def ipkd_loss(logits: Sequence[Tensor], target: Tensor, *, kl_weight: float,
     return _result(ce, kl, ce.new_zeros(()), kl_weight, 0.0)
 
 
-def distill_loss(mode: str, logits: Sequence[Tensor], features: Sequence[Sequence[Tensor]] | None,
-                 target: Tensor, *, kl_weight: float, at_weight: float,
-                 temperature: float = 1.0) -> dict[str, Tensor]:
+def distill_loss(
+    mode: str,
+    logits: Sequence[Tensor],
+    features: Sequence[Sequence[Tensor]] | None,
+    target: Tensor,
+    *,
+    kl_weight: float,
+    at_weight: float,
+    temperature: float = 1.0,
+) -> dict[str, Tensor]:
     """Dispatch on the training mode (``individual`` trains one net at a time with plain CE)."""
     if mode == "ekd":
         if features is None:
             raise ValueError("ekd needs the stage features")
-        return ekd_loss(logits, features, target, kl_weight=kl_weight, at_weight=at_weight,
-                        temperature=temperature)
+        return ekd_loss(logits, features, target, kl_weight=kl_weight, at_weight=at_weight, temperature=temperature)
     if mode in ("ce", "individual"):
         return ce_loss(logits, target)
     if mode in ("ipkd", "ipkd-ta"):
-        return ipkd_loss(logits, target, kl_weight=kl_weight, temperature=temperature,
-                         teacher_assistant=mode == "ipkd-ta")
+        return ipkd_loss(
+            logits, target, kl_weight=kl_weight, temperature=temperature, teacher_assistant=mode == "ipkd-ta"
+        )
     raise ValueError(f"unknown training mode {mode!r}; choose one of {', '.join(MODES)}")

@@ -17,8 +17,16 @@ from .losses import distill_loss
 class DistillTask(nn.Module):
     """Runs the full-net and the sub-nets (deepest first) and computes the mode's loss."""
 
-    def __init__(self, model: DepthNet, depths: list[DepthConfig], *, mode: str, kl_weight: float,
-                 at_weight: float, temperature: float):
+    def __init__(
+        self,
+        model: DepthNet,
+        depths: list[DepthConfig],
+        *,
+        mode: str,
+        kl_weight: float,
+        at_weight: float,
+        temperature: float,
+    ):
         super().__init__()
         self.model = model
         # Deepest first: logits[0] is the teacher (the full-net), ipkd-ta's assistants follow in order.
@@ -30,6 +38,13 @@ class DistillTask(nn.Module):
         outputs = [self.model(images, c, return_features=want_features) for c in self.depths]
         logits = [o[0] for o in outputs] if want_features else outputs
         features = [o[1] for o in outputs] if want_features else None
-        parts = distill_loss(self.mode, logits, features, target, kl_weight=self.kl_weight,
-                             at_weight=self.at_weight, temperature=self.temperature)
+        parts = distill_loss(
+            self.mode,
+            logits,
+            features,
+            target,
+            kl_weight=self.kl_weight,
+            at_weight=self.at_weight,
+            temperature=self.temperature,
+        )
         return parts, logits

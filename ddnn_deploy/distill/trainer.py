@@ -46,8 +46,9 @@ def _init_distributed(device: torch.device) -> None:
         if device.type == "cuda":
             torch.cuda.set_device(device)  # each rank on its own GPU, or NCCL collectives can hang
         # rank 0 evaluates and recalibrates BN alone while the others wait at a barrier
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                timeout=datetime.timedelta(hours=2))
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2)
+        )
 
 
 def _pick_device(name: str | None) -> torch.device:
@@ -67,7 +68,7 @@ def augment(images: torch.Tensor, generator: torch.Generator, *, pad: int, flip:
     flips = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
     out = torch.empty_like(images)
     for i in range(n):
-        crop = padded[i, :, dy[i]: dy[i] + h, dx[i]: dx[i] + w]
+        crop = padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
         out[i] = crop.flip(-1) if flips[i] else crop
     return out
 
@@ -152,10 +153,14 @@ def _load_weights(model: torch.nn.Module, state: dict, what: str) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line or "Missing" in line),
-                      str(exc).strip().splitlines()[0])
-        raise CheckpointError(f"{what}: weights do not fit this model ({detail[:160]}); use the same --arch "
-                              "and --width as the run that wrote them") from None
+        detail = next(
+            (line.strip() for line in str(exc).splitlines() if "size mismatch" in line or "Missing" in line),
+            str(exc).strip().splitlines()[0],
+        )
+        raise CheckpointError(
+            f"{what}: weights do not fit this model ({detail[:160]}); use the same --arch "
+            "and --width as the run that wrote them"
+        ) from None
 
 
 def _check_output(out: Path) -> None:
@@ -267,27 +272,56 @@ def _setup(config: TrainConfig, mode_label: str | None) -> _Run:
     depths = parse_depths(spec, config.depths)
     train_set, test_set = _load_data(config)
     model, model_kwargs = _build_model(config, train_set, device)
-    task = DistillTask(model, depths, mode=config.mode if mode_label is None else "ce",
-                       kl_weight=config.kl_weight, at_weight=config.at_weight, temperature=config.temperature)
+    task = DistillTask(
+        model,
+        depths,
+        mode=config.mode if mode_label is None else "ce",
+        kl_weight=config.kl_weight,
+        at_weight=config.at_weight,
+        temperature=config.temperature,
+    )
     wrapped: torch.nn.Module = task
     if world > 1:
         # Blocks deeper than every trained depth get no gradient; DDP must be told.
         covers_all = all(max(c.blocks[i] for c in depths) == n for i, n in enumerate(spec.full.blocks))
         wrapped = torch.nn.parallel.DistributedDataParallel(
-            task, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=not covers_all)
+            task, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=not covers_all
+        )
     steps_per_epoch = max(1, len(train_set) // world // config.batch_size)
     optimizer, scheduler = _optimizer(model, config, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
     settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "extra", "resume")}
-    settings.update({"depths": depths_text(spec, depths), "world_size": world, "device": device.type,
-                     "torch": str(torch.__version__), "mode": mode_label or config.mode})
-    return _Run(config, device, rank, world, spec, depths, train_set, test_set, model_kwargs, model, task,
-                wrapped, optimizer, scheduler, scaler, steps_per_epoch, settings)
+    settings.update(
+        {
+            "depths": depths_text(spec, depths),
+            "world_size": world,
+            "device": device.type,
+            "torch": str(torch.__version__),
+            "mode": mode_label or config.mode,
+        }
+    )
+    return _Run(
+        config,
+        device,
+        rank,
+        world,
+        spec,
+        depths,
+        train_set,
+        test_set,
+        model_kwargs,
+        model,
+        task,
+        wrapped,
+        optimizer,
+        scheduler,
+        scaler,
+        steps_per_epoch,
+        settings,
+    )
 
 
-def _build_model(config: TrainConfig, train_set: ImageDataset,
-                 device: torch.device) -> tuple[DepthNet, dict[str, Any]]:
+def _build_model(config: TrainConfig, train_set: ImageDataset, device: torch.device) -> tuple[DepthNet, dict[str, Any]]:
     """The seeded model (or the ``--init`` checkpoint's weights) on ``device``, and its build arguments."""
     c, h, _ = train_set.input_shape
     model_kwargs = {"num_classes": len(train_set.classes), "in_channels": c, "input_size": h, "width": config.width}
@@ -304,15 +338,19 @@ def _build_model(config: TrainConfig, train_set: ImageDataset,
     return model, model_kwargs
 
 
-def _optimizer(model: DepthNet, config: TrainConfig,
-               steps_per_epoch: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def _optimizer(
+    model: DepthNet, config: TrainConfig, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """SGD with Nesterov momentum (no weight decay on BN and biases), linear warm-up + cosine."""
     decay, no_decay = [], []
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=config.lr, momentum=config.momentum, nesterov=True)
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=True,
+    )
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_epochs * steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, warmup))
@@ -327,15 +365,19 @@ def _resume(run: _Run, log: Callable[[str], None]) -> None:
     prev = load_checkpoint(out)
     state = prev.training.get("resume")
     if not state:
-        raise CheckpointError(f"--resume: {out} holds a finished run (no resume state); "
-                              "train to a new --out, or use --init to fine-tune from it")
+        raise CheckpointError(
+            f"--resume: {out} holds a finished run (no resume state); "
+            "train to a new --out, or use --init to fine-tune from it"
+        )
     _load_weights(run.model, prev.state_dict, f"--resume {out}")
     try:
         run.optimizer.load_state_dict(state["optimizer"])
         run.scheduler.load_state_dict(state["scheduler"])
     except (ValueError, KeyError) as exc:
-        raise CheckpointError(f"--resume {out}: optimizer state does not match this run ({exc}); "
-                              "resume with the same --arch, --width and --depths") from None
+        raise CheckpointError(
+            f"--resume {out}: optimizer state does not match this run ({exc}); "
+            "resume with the same --arch, --width and --depths"
+        ) from None
     run.start_epoch, run.elapsed = int(state["epoch"]), float(state["elapsed_s"])
     run.history = list(prev.training.get("history", []))
     log(f"resuming {out} at epoch {run.start_epoch + 1}/{run.config.epochs}")
@@ -352,14 +394,18 @@ def _train_epoch(run: _Run, epoch: int, normalize: Normalizer) -> Sums:
     # Interleaved shards: step s of all ranks together covers the same images as step s of a
     # single process with world x the batch size.
     per_rank = len(run.train_set) // run.world
-    order = _epoch_order(len(run.train_set), config.seed, epoch)[run.rank::run.world][:per_rank]
+    order = _epoch_order(len(run.train_set), config.seed, epoch)[run.rank :: run.world][:per_rank]
     pad, flip = _augment_settings(config.dataset, run.train_set.input_shape[1])
     images_all, labels_all = torch.from_numpy(run.train_set.images), torch.from_numpy(run.train_set.labels)
     sums: Sums = {str(d): [0.0, 0, 0] for d in run.task.depths}
-    bar = _progress(range(run.steps_per_epoch), run.steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}",
-                    config.progress and run.rank == 0)
+    bar = _progress(
+        range(run.steps_per_epoch),
+        run.steps_per_epoch,
+        f"epoch {epoch + 1}/{config.epochs}",
+        config.progress and run.rank == 0,
+    )
     for step in bar:
-        index = torch.from_numpy(order[step * config.batch_size: (step + 1) * config.batch_size])
+        index = torch.from_numpy(order[step * config.batch_size : (step + 1) * config.batch_size])
         images = augment(images_all[index], generator, pad=pad, flip=flip)
         inputs = normalize(images.to(run.device, non_blocking=True))
         if config.channels_last:
@@ -373,10 +419,14 @@ def _train_epoch(run: _Run, epoch: int, normalize: Normalizer) -> Sums:
                 s[1] += int((z.argmax(1) == target).sum())
                 s[2] += len(target)
         if hasattr(bar, "set_postfix_str"):
-            bar.set_postfix_str(" ".join(
-                f"d{run.spec.depth_of(d)} {sums[str(d)][0] / sums[str(d)][2]:.3f}/"
-                f"{100 * sums[str(d)][1] / sums[str(d)][2]:.1f}%" for d in run.task.depths)
-                + f" kl {float(parts['kl']):.3f} at {float(parts['at']):.4f}")
+            bar.set_postfix_str(
+                " ".join(
+                    f"d{run.spec.depth_of(d)} {sums[str(d)][0] / sums[str(d)][2]:.3f}/"
+                    f"{100 * sums[str(d)][1] / sums[str(d)][2]:.1f}%"
+                    for d in run.task.depths
+                )
+                + f" kl {float(parts['kl']):.3f} at {float(parts['at']):.4f}"
+            )
     return sums
 
 
@@ -395,15 +445,27 @@ def _train_step(run: _Run, inputs: torch.Tensor, target: torch.Tensor) -> tuple[
 def _evaluate_and_save(run: _Run, epoch: int, sums: Sums, started: float, log: Callable[[str], None]) -> None:
     """Rank 0 after each epoch: every depth's accuracy (shared BN), the history row, a resumable checkpoint."""
     test = evaluate(run.model, run.test_set, run.depths, shared_bn=True, device=run.device)
-    row = {"epoch": epoch + 1, "lr": run.scheduler.get_last_lr()[0], "seconds": round(time.time() - started, 1),
-           "train": {str(d): {"loss": s[0] / max(s[2], 1), "top1": 100 * s[1] / max(s[2], 1)}
-                     for d, s in ((d, sums[str(d)]) for d in run.task.depths)},
-           "test_top1": {k: v["top1"] for k, v in test.items()}}
+    row = {
+        "epoch": epoch + 1,
+        "lr": run.scheduler.get_last_lr()[0],
+        "seconds": round(time.time() - started, 1),
+        "train": {
+            str(d): {"loss": s[0] / max(s[2], 1), "top1": 100 * s[1] / max(s[2], 1)}
+            for d, s in ((d, sums[str(d)]) for d in run.task.depths)
+        },
+        "test_top1": {k: v["top1"] for k, v in test.items()},
+    }
     run.history.append(row)
-    log(f"epoch {epoch + 1}/{run.config.epochs} ({row['seconds']:.0f}s) {run.split_name} top-1: " + ", ".join(
-        f"d{run.spec.depth_of(d)} {test[str(d)]['top1']:.2f}%" for d in run.depths))
-    resume_state = {"epoch": epoch + 1, "optimizer": run.optimizer.state_dict(),
-                    "scheduler": run.scheduler.state_dict(), "elapsed_s": run.elapsed}
+    log(
+        f"epoch {epoch + 1}/{run.config.epochs} ({row['seconds']:.0f}s) {run.split_name} top-1: "
+        + ", ".join(f"d{run.spec.depth_of(d)} {test[str(d)]['top1']:.2f}%" for d in run.depths)
+    )
+    resume_state = {
+        "epoch": epoch + 1,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "elapsed_s": run.elapsed,
+    }
     save_checkpoint(_make_checkpoint(run, resume_state, {}, {}), run.out)
 
 
@@ -423,11 +485,19 @@ def _finish(run: _Run, log: Callable[[str], None]) -> None:
     metrics: dict[str, dict[str, Any]] = {}
     for d in depths:
         key = str(d)
-        metrics[key] = {"top1": own[key]["top1"], "top5": own[key]["top5"], "n": own[key]["n"],
-                        "top1_shared_bn": shared[key]["top1"], "split": run.split_name,
-                        "params": model.count_params(d), "macs": count_macs(model, d, shape)}
-        log(f"depth {run.spec.depth_of(d)} ({d}): top-1 {own[key]['top1']:.2f}% with its own BN statistics, "
-            f"{shared[key]['top1']:.2f}% with the shared ones")
+        metrics[key] = {
+            "top1": own[key]["top1"],
+            "top5": own[key]["top5"],
+            "n": own[key]["n"],
+            "top1_shared_bn": shared[key]["top1"],
+            "split": run.split_name,
+            "params": model.count_params(d),
+            "macs": count_macs(model, d, shape),
+        }
+        log(
+            f"depth {run.spec.depth_of(d)} ({d}): top-1 {own[key]['top1']:.2f}% with its own BN statistics, "
+            f"{shared[key]['top1']:.2f}% with the shared ones"
+        )
     final = _make_checkpoint(run, None, metrics, bn_stats)
     final.training["recal_samples"] = len(recal_set)
     save_checkpoint(final, run.out)
@@ -436,13 +506,26 @@ def _finish(run: _Run, log: Callable[[str], None]) -> None:
 
 def _make_checkpoint(run: _Run, resume_state: dict | None, metrics: dict, bn_stats: dict) -> Checkpoint:
     """The run as a checkpoint: the shared weights, with ``resume_state`` while it is unfinished."""
-    training = {"settings": run.settings, "history": run.history, "epochs_done": len(run.history),
-                "wall_time_s": round(run.elapsed, 1)}
+    training = {
+        "settings": run.settings,
+        "history": run.history,
+        "epochs_done": len(run.history),
+        "wall_time_s": round(run.elapsed, 1),
+    }
     if resume_state is not None:
         training["resume"] = resume_state
     state_dict = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
-    return Checkpoint(arch=run.config.arch, model=run.model_kwargs, depths=run.depths, state_dict=state_dict,
-                      bn_stats=bn_stats, preprocess=run.train_set.preprocess.to_dict(),
-                      input_shape=list(run.train_set.input_shape), dataset=run.config.dataset,
-                      class_names=list(run.train_set.classes), metrics=metrics, training=training,
-                      tool_version=__version__)
+    return Checkpoint(
+        arch=run.config.arch,
+        model=run.model_kwargs,
+        depths=run.depths,
+        state_dict=state_dict,
+        bn_stats=bn_stats,
+        preprocess=run.train_set.preprocess.to_dict(),
+        input_shape=list(run.train_set.input_shape),
+        dataset=run.config.dataset,
+        class_names=list(run.train_set.classes),
+        metrics=metrics,
+        training=training,
+        tool_version=__version__,
+    )

@@ -78,11 +78,20 @@ def field_path(loc: tuple) -> str:
     return text
 
 
-_FRIENDLY = {"missing": "required field is missing", "int_type": "must be an integer",
-             "int_parsing": "must be an integer", "float_type": "must be a number", "string_type": "must be a string",
-             "bool_type": "must be true or false", "list_type": "must be a list", "dict_type": "must be an object",
-             "model_type": "must be an object", "tuple_type": "must be a list",
-             "finite_number": "must be a finite number", "extra_forbidden": "is not a known key"}
+_FRIENDLY = {
+    "missing": "required field is missing",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "tuple_type": "must be a list",
+    "finite_number": "must be a finite number",
+    "extra_forbidden": "is not a known key",
+}
 
 
 def _message(error: Dict[str, Any]) -> str:
@@ -91,7 +100,7 @@ def _message(error: Dict[str, Any]) -> str:
     message = str(error.get("msg", "is invalid"))
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
-            message = message[len(prefix):]
+            message = message[len(prefix) :]
     return message[:1].lower() + message[1:]
 
 
@@ -143,8 +152,9 @@ def validate(model: Type[M], data: Any, *, where: str, error: Type[DDNNError], f
         raise error(f"{where}: {first_problem(exc)}{suffix}") from None
 
 
-def read_json_file(path: Path, *, fmt: str, version: int, what: str, fix: str,
-                   error: Type[DDNNError]) -> Dict[str, Any]:
+def read_json_file(
+    path: Path, *, fmt: str, version: int, what: str, fix: str, error: Type[DDNNError]
+) -> Dict[str, Any]:
     """A JSON object whose ``format`` and ``version`` are ours; anything else raises ``error`` (one line)."""
     try:
         data = json.loads(Path(path).read_text())

@@ -90,8 +90,11 @@ class Artifact(Schema):
         if self.kind == "depth":
             if not isinstance(self.depth, int) or not all(isinstance(b, int) for b in self.blocks):
                 raise ValueError("a per-depth artifact has one depth number and one list of blocks")
-        elif not isinstance(self.depth, list) or len(self.depth) != len(self.blocks) or not all(
-                isinstance(b, list) for b in self.blocks):
+        elif (
+            not isinstance(self.depth, list)
+            or len(self.depth) != len(self.blocks)
+            or not all(isinstance(b, list) for b in self.blocks)
+        ):
             raise ValueError("the selector artifact lists its depths and one blocks list per depth")
         if self.precision == "int8" and self.target is None:
             raise ValueError("an INT8 artifact names its target (cpu or tensorrt)")
@@ -157,8 +160,11 @@ class Manifest(Schema):
         return inside(self.root, artifact.path)
 
     def select(self, *, kind: Optional[str] = None, precision: Optional[str] = None) -> Iterator[Artifact]:
-        return (a for a in self.artifacts if (kind is None or a.kind == kind)
-                and (precision is None or a.precision == precision))
+        return (
+            a
+            for a in self.artifacts
+            if (kind is None or a.kind == kind) and (precision is None or a.precision == precision)
+        )
 
     def depth_numbers(self, precision: Optional[str] = None) -> List[int]:
         return sorted({a.depth for a in self.select(kind="depth", precision=precision)})  # type: ignore[type-var]
@@ -190,8 +196,9 @@ def read_manifest(folder: Union[str, Path], *, verify: bool = True) -> Manifest:
     path = root / "manifest.json"
     if not path.is_file():
         raise ArtifactsError(f"{root} has no manifest.json; create it with `ddnn-deploy export --out {root}`")
-    data = read_json_file(path, fmt=FORMAT, version=VERSION, what="ddnn-deploy export manifest", fix=_fix(root),
-                          error=ArtifactsError)
+    data = read_json_file(
+        path, fmt=FORMAT, version=VERSION, what="ddnn-deploy export manifest", fix=_fix(root), error=ArtifactsError
+    )
     manifest = parse_manifest(data, where=str(path), fix=_fix(root))
     manifest._root = root
     for index, artifact in enumerate(manifest.artifacts):
@@ -200,8 +207,11 @@ def read_manifest(folder: Union[str, Path], *, verify: bool = True) -> Manifest:
             if not file.is_file():
                 raise ArtifactsError(f"{path}: artifacts[{index}]: {record.path} is listed but missing; re-export")
             if verify and sha256_file(file) != record.sha256:
-                raise ArtifactsError(f"{path}: artifacts[{index}]: {record.path} no longer matches the sha256 recorded for it: the "
-                                     "file was changed after export; refusing to use it (re-export)")
+                raise ArtifactsError(
+                    f"{path}: artifacts[{index}]: {record.path} no longer matches the sha256 "
+                    "recorded for it: the file was changed after export; refusing to use it "
+                    "(re-export)"
+                )
     return manifest
 
 

@@ -84,13 +84,18 @@ class DeviceProfile(Schema):
 
     @property
     def timing(self) -> TimingSettings:
-        return TimingSettings(warmup_iters=self.warmup_iters, warmup_seconds=self.warmup_seconds,
-                              min_iters=self.min_iters, min_seconds=self.min_seconds)
+        return TimingSettings(
+            warmup_iters=self.warmup_iters,
+            warmup_seconds=self.warmup_seconds,
+            min_iters=self.min_iters,
+            min_seconds=self.min_seconds,
+        )
 
     def with_timing(self, timing: TimingSettings) -> DeviceProfile:
         """This profile with other timing settings (no TOML file needed)."""
-        return self.model_copy(update={k: getattr(timing, k) for k in
-                                       ("warmup_iters", "warmup_seconds", "min_iters", "min_seconds")})
+        return self.model_copy(
+            update={k: getattr(timing, k) for k in ("warmup_iters", "warmup_seconds", "min_iters", "min_seconds")}
+        )
 
     def resolved_threads(self) -> Optional[int]:
         """CPU threads the back-end gets (every core by default); None for TensorRT (GPU)."""
@@ -105,13 +110,25 @@ class DeviceProfile(Schema):
 
 
 BUILTIN_PROFILES: Dict[str, DeviceProfile] = {
-    p.name: p for p in (
-        DeviceProfile(name="x86-cpu", batch_sizes=(1, 8),
-                      description="onnxruntime CPU execution provider, every core"),
-        DeviceProfile(name="cuda", provider="cuda", batch_sizes=(1, 8), warmup_iters=50,
-                      description="onnxruntime CUDA execution provider (needs onnxruntime-gpu)"),
-        DeviceProfile(name="jetson", backend="tensorrt", precisions=("fp16",), warmup_iters=50, min_iters=200,
-                      min_seconds=3.0, description="TensorRT FP16 engines built on the device"),
+    p.name: p
+    for p in (
+        DeviceProfile(name="x86-cpu", batch_sizes=(1, 8), description="onnxruntime CPU execution provider, every core"),
+        DeviceProfile(
+            name="cuda",
+            provider="cuda",
+            batch_sizes=(1, 8),
+            warmup_iters=50,
+            description="onnxruntime CUDA execution provider (needs onnxruntime-gpu)",
+        ),
+        DeviceProfile(
+            name="jetson",
+            backend="tensorrt",
+            precisions=("fp16",),
+            warmup_iters=50,
+            min_iters=200,
+            min_seconds=3.0,
+            description="TensorRT FP16 engines built on the device",
+        ),
     )
 }
 

@@ -23,9 +23,30 @@ from ._schema import PositiveInt, Schema, read_json_file, validate
 FORMAT = "ddnn-deploy.bench"
 VERSION = 1
 LATENCY_STATS = ("mean", "min", "p50", "p90", "p95", "p99", "max")
-CSV_COLUMNS = ["depth", "blocks", "kind", "precision", "backend", "batch", "status", "mean_ms", "std_ms", "min_ms",
-               "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "n", "cv", "throughput", "top1", "top5",
-               "peak_rss_mb", "error"]
+CSV_COLUMNS = [
+    "depth",
+    "blocks",
+    "kind",
+    "precision",
+    "backend",
+    "batch",
+    "status",
+    "mean_ms",
+    "std_ms",
+    "min_ms",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "n",
+    "cv",
+    "throughput",
+    "top1",
+    "top5",
+    "peak_rss_mb",
+    "error",
+]
 
 
 class LatencyStats(Schema):
@@ -135,16 +156,28 @@ def to_csv(rows: Iterable[ResultRow]) -> str:
         lat = row.latency_ms.model_dump() if row.latency_ms else {}
         acc = row.accuracy or Accuracy()
         peak = (row.memory_mb or {}).get("peak_rss_mb")
-        writer.writerow({
-            "depth": row.depth, "blocks": "-".join(map(str, row.blocks or [])), "kind": row.kind,
-            "precision": row.precision, "backend": row.backend, "batch": row.batch, "status": row.status,
-            **{f"{k}_ms": (f"{lat[k]:.4f}" if k in lat else "") for k in
-               ("mean", "std", "min", "p50", "p90", "p95", "p99", "max")},
-            "n": lat.get("n", ""), "cv": f"{lat['cv']:.4f}" if "cv" in lat else "",
-            "throughput": f"{row.throughput:.2f}" if row.throughput else "",
-            "top1": f"{acc.top1:.2f}" if acc.top1 is not None else "",
-            "top5": f"{acc.top5:.2f}" if acc.top5 is not None else "",
-            "peak_rss_mb": f"{peak:.1f}" if peak else "", "error": row.error or ""})
+        writer.writerow(
+            {
+                "depth": row.depth,
+                "blocks": "-".join(map(str, row.blocks or [])),
+                "kind": row.kind,
+                "precision": row.precision,
+                "backend": row.backend,
+                "batch": row.batch,
+                "status": row.status,
+                **{
+                    f"{k}_ms": (f"{lat[k]:.4f}" if k in lat else "")
+                    for k in ("mean", "std", "min", "p50", "p90", "p95", "p99", "max")
+                },
+                "n": lat.get("n", ""),
+                "cv": f"{lat['cv']:.4f}" if "cv" in lat else "",
+                "throughput": f"{row.throughput:.2f}" if row.throughput else "",
+                "top1": f"{acc.top1:.2f}" if acc.top1 is not None else "",
+                "top5": f"{acc.top5:.2f}" if acc.top5 is not None else "",
+                "peak_rss_mb": f"{peak:.1f}" if peak else "",
+                "error": row.error or "",
+            }
+        )
     return buffer.getvalue()
 
 
@@ -154,8 +187,13 @@ def write_results(results: Union[BenchResults, Dict[str, Any]], path: Union[str,
     if path.is_dir():
         raise UsageError(f"--results {path} is a directory; give a file name such as {path / 'results.json'}")
     if not isinstance(results, BenchResults):
-        results = validate(BenchResults, results, where="the results being written", error=ResultsError,
-                           fix="this is a bug in ddnn-deploy")
+        results = validate(
+            BenchResults,
+            results,
+            where="the results being written",
+            error=ResultsError,
+            fix="this is a bug in ddnn-deploy",
+        )
     write_text_atomic(path, json.dumps(results.to_json_dict(), indent=1) + "\n")
     write_text_atomic(path.with_suffix(".csv"), to_csv(results.rows))
     return path
@@ -170,6 +208,12 @@ def read_results(path: Union[str, Path]) -> BenchResults:
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"results file {path} does not exist; run `ddnn-deploy bench` first")
-    data = read_json_file(path, fmt=FORMAT, version=VERSION, what="ddnn-deploy bench results file",
-                          fix="run `ddnn-deploy bench` again to write it", error=ResultsError)
+    data = read_json_file(
+        path,
+        fmt=FORMAT,
+        version=VERSION,
+        what="ddnn-deploy bench results file",
+        fix="run `ddnn-deploy bench` again to write it",
+        error=ResultsError,
+    )
     return parse_results(data, where=str(path))

@@ -47,10 +47,15 @@ def jetson_state() -> dict[str, Any] | None:
         return None
     power = _run(["nvpmodel", "-q"])
     clocks = _run(["jetson_clocks", "--show"])
-    return {"model": (model or "").rstrip("\x00"), "l4t": release, "power_mode": power,
-            "clocks_locked": None if clocks is None else ("MaxFreq" in clocks and "MinFreq" in clocks
-                                                          and _clocks_pinned(clocks)),
-            "clocks": clocks}
+    return {
+        "model": (model or "").rstrip("\x00"),
+        "l4t": release,
+        "power_mode": power,
+        "clocks_locked": None
+        if clocks is None
+        else ("MaxFreq" in clocks and "MinFreq" in clocks and _clocks_pinned(clocks)),
+        "clocks": clocks,
+    }
 
 
 def _clocks_pinned(text: str) -> bool:
@@ -64,8 +69,7 @@ def _clocks_pinned(text: str) -> bool:
 
 
 def gpus() -> list[dict[str, str]]:
-    out = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap",
-                "--format=csv,noheader"])
+    out = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,compute_cap", "--format=csv,noheader"])
     if not out:
         return []
     rows = []
@@ -79,8 +83,7 @@ def library_versions(backend: str) -> dict[str, str | None]:
     import importlib.metadata as md
 
     versions: dict[str, str | None] = {}
-    for package in ("numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorrt", "cuda-python", "pycuda",
-                    "torch"):
+    for package in ("numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorrt", "cuda-python", "pycuda", "torch"):
         try:
             versions[package] = md.version(package)
         except md.PackageNotFoundError:
@@ -93,9 +96,16 @@ def capture(backend: str, threads: int | None) -> dict[str, Any]:
     from .. import __version__
 
     return {
-        "host": platform.node(), "os": platform.platform(), "python": platform.python_version(),
-        "cpu": cpu_model(), "cores": os.cpu_count(), "governor": cpu_governor(), "threads": threads,
-        "gpus": gpus(), "jetson": jetson_state(), "libraries": library_versions(backend),
+        "host": platform.node(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "governor": cpu_governor(),
+        "threads": threads,
+        "gpus": gpus(),
+        "jetson": jetson_state(),
+        "libraries": library_versions(backend),
         "ddnn_deploy": __version__,
     }
 
@@ -104,8 +114,10 @@ def warnings_for(env: dict[str, Any]) -> list[str]:
     """Conditions that make latency numbers hard to trust or to reproduce."""
     notes = []
     if env.get("governor") and env["governor"] != "performance":
-        notes.append(f"CPU governor is '{env['governor']}', not 'performance': latency may drift "
-                     "(sudo cpupower frequency-set -g performance)")
+        notes.append(
+            f"CPU governor is '{env['governor']}', not 'performance': latency may drift "
+            "(sudo cpupower frequency-set -g performance)"
+        )
     jetson = env.get("jetson")
     if jetson and jetson.get("clocks_locked") is False:
         notes.append("Jetson clocks are not locked: run `sudo jetson_clocks` for stable numbers")

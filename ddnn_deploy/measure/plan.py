@@ -90,9 +90,16 @@ def _select(manifest: Manifest, depths: Optional[Sequence[int]], include_selecto
     return chosen
 
 
-def plan_jobs(manifest: Manifest, profile: DeviceProfile, *, depths: Optional[Sequence[int]] = None,
-              include_selector: bool = False, checkpoint: Optional[str] = None,
-              dataset: Optional[DatasetRef] = None, engine_cache: Optional[str] = None) -> List[Job]:
+def plan_jobs(
+    manifest: Manifest,
+    profile: DeviceProfile,
+    *,
+    depths: Optional[Sequence[int]] = None,
+    include_selector: bool = False,
+    checkpoint: Optional[str] = None,
+    dataset: Optional[DatasetRef] = None,
+    engine_cache: Optional[str] = None,
+) -> List[Job]:
     """Every (artifact, depth, precision) the profile measures, in manifest order. Pure: reads nothing."""
     chosen = _select(manifest, depths, include_selector)
     jobs = []
@@ -103,17 +110,33 @@ def plan_jobs(manifest: Manifest, profile: DeviceProfile, *, depths: Optional[Se
             for depth in artifact.depths:
                 if depths and artifact.kind == "selector" and depth not in depths:
                     continue
-                jobs.append(Job(
-                    file=str(manifest.file(artifact)) if manifest._root is not None else artifact.path,
-                    sha256=artifact.sha256, depth=depth, blocks=artifact.blocks_of(depth), kind=artifact.kind,
-                    backend=profile.backend, provider=profile.provider, threads=profile.resolved_threads(),
-                    precision=precision, graph_precision=artifact.precision,
-                    batch_sizes=list(profile.batch_sizes), static_batch=artifact.batch, timing=profile.timing,
-                    input_shape=list(manifest.input_shape), preprocess=manifest.preprocess.to_json_dict(),
-                    accuracy_batch=profile.accuracy_batch, class_names=manifest.class_names or None,
-                    checkpoint=checkpoint, engine_cache=engine_cache, dataset=dataset))
+                jobs.append(
+                    Job(
+                        file=str(manifest.file(artifact)) if manifest._root is not None else artifact.path,
+                        sha256=artifact.sha256,
+                        depth=depth,
+                        blocks=artifact.blocks_of(depth),
+                        kind=artifact.kind,
+                        backend=profile.backend,
+                        provider=profile.provider,
+                        threads=profile.resolved_threads(),
+                        precision=precision,
+                        graph_precision=artifact.precision,
+                        batch_sizes=list(profile.batch_sizes),
+                        static_batch=artifact.batch,
+                        timing=profile.timing,
+                        input_shape=list(manifest.input_shape),
+                        preprocess=manifest.preprocess.to_json_dict(),
+                        accuracy_batch=profile.accuracy_batch,
+                        class_names=manifest.class_names or None,
+                        checkpoint=checkpoint,
+                        engine_cache=engine_cache,
+                        dataset=dataset,
+                    )
+                )
     if not jobs:
-        raise UsageError(f"no artifact matches profile '{profile.name}' (precisions {list(profile.precisions)}); "
-                         "export or calibrate first")
+        raise UsageError(
+            f"no artifact matches profile '{profile.name}' (precisions {list(profile.precisions)}); "
+            "export or calibrate first"
+        )
     return jobs
-

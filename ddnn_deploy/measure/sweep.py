@@ -34,15 +34,21 @@ def check_backend(profile: DeviceProfile) -> None:
     """Stop early, in one line, when the profile's back-end is not installed."""
     module = profile.backend
     if importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(f"device profile '{profile.name}' needs {module}, which is not installed: "
-                                     f"{INSTALL_HINTS[module][1]}")
+        raise MissingDependencyError(
+            f"device profile '{profile.name}' needs {module}, which is not installed: {INSTALL_HINTS[module][1]}"
+        )
     if profile.backend == "tensorrt" and not any(importlib.util.find_spec(m) for m in ("cuda", "pycuda")):
-        raise MissingDependencyError(f"device profile '{profile.name}' needs cuda-python or pycuda for device "
-                                     "buffers: pip install cuda-python")
+        raise MissingDependencyError(
+            f"device profile '{profile.name}' needs cuda-python or pycuda for device buffers: pip install cuda-python"
+        )
 
 
-def resolve_profile(device: str | DeviceProfile, profiles_file: str | Path | None,
-                    precisions: Sequence[str] | None, timing: TimingSettings | None) -> DeviceProfile:
+def resolve_profile(
+    device: str | DeviceProfile,
+    profiles_file: str | Path | None,
+    precisions: Sequence[str] | None,
+    timing: TimingSettings | None,
+) -> DeviceProfile:
     """The profile object with the caller's precision and timing overrides applied."""
     profile = get_profile(device, profiles_file)
     if precisions:
@@ -56,15 +62,15 @@ def resolve_profile(device: str | DeviceProfile, profiles_file: str | Path | Non
     return profile
 
 
-def _dataset_ref(manifest: Manifest, dataset: str | None, data_dir: str | None,
-                 limit: int | None) -> DatasetRef | None:
+def _dataset_ref(manifest: Manifest, dataset: str | None, data_dir: str | None, limit: int | None) -> DatasetRef | None:
     """Check the accuracy data here, once, rather than failing in every worker."""
     if dataset is None or dataset == "none":
         return None
     from ..data import load_eval_data
 
-    load_eval_data(dataset, data_dir=data_dir, input_shape=manifest.input_shape,
-                   class_names=manifest.class_names or None, limit=1)
+    load_eval_data(
+        dataset, data_dir=data_dir, input_shape=manifest.input_shape, class_names=manifest.class_names or None, limit=1
+    )
     return DatasetRef(name=dataset, data_dir=data_dir, limit=limit)
 
 
@@ -75,8 +81,13 @@ def run_worker(job: Job, timeout: float) -> list[dict[str, Any]]:
         job_path.write_text(job.model_dump_json())
         env = {**os.environ, **({"OMP_NUM_THREADS": str(job.threads)} if job.threads else {})}
         try:
-            proc = subprocess.run([sys.executable, "-m", "ddnn_deploy.measure.worker", str(job_path),
-                                   str(result_path)], capture_output=True, text=True, timeout=timeout, env=env)
+            proc = subprocess.run(
+                [sys.executable, "-m", "ddnn_deploy.measure.worker", str(job_path), str(result_path)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+            )
             if result_path.exists():
                 return json.loads(result_path.read_text())
             error = f"worker died (exit {proc.returncode}): " + (proc.stderr.strip().splitlines() or ["no message"])[-1]
@@ -86,8 +97,16 @@ def run_worker(job: Job, timeout: float) -> list[dict[str, Any]]:
 
 
 def _row(job: Job, raw: dict[str, Any], profile: DeviceProfile, log: Log) -> ResultRow:
-    row = ResultRow.model_validate({"depth": job.depth, "blocks": job.blocks, "kind": job.kind,
-                                    "precision": job.precision, "backend": job.backend, **raw})
+    row = ResultRow.model_validate(
+        {
+            "depth": job.depth,
+            "blocks": job.blocks,
+            "kind": job.kind,
+            "precision": job.precision,
+            "backend": job.backend,
+            **raw,
+        }
+    )
     cv = row.latency_ms.cv if row.latency_ms else 0.0
     if cv > profile.max_cv:
         row.warning = f"latency spread is wide (cv {cv:.2f} > {profile.max_cv}); numbers are noisy"
@@ -111,12 +130,26 @@ def run_jobs(jobs: list[Job], profile: DeviceProfile, *, timeout: float, progres
     return rows
 
 
-def bench(artifacts: str | Path, *, device: str | DeviceProfile = "x86-cpu", profiles_file: str | Path | None = None,
-          timing: TimingSettings | None = None, precisions: Sequence[str] | None = None, dataset: str | None = None,
-          data_dir: str | None = None, limit: int | None = None, depths: Sequence[int] | None = None,
-          include_selector: bool = False, checkpoint: str | Path | None = None,
-          results_path: str | Path | None = None, plot: bool = True, engine_cache: str | Path | None = None,
-          job_timeout: float = 1800.0, progress: bool = True, log: Log | None = None) -> BenchResults:
+def bench(
+    artifacts: str | Path,
+    *,
+    device: str | DeviceProfile = "x86-cpu",
+    profiles_file: str | Path | None = None,
+    timing: TimingSettings | None = None,
+    precisions: Sequence[str] | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    limit: int | None = None,
+    depths: Sequence[int] | None = None,
+    include_selector: bool = False,
+    checkpoint: str | Path | None = None,
+    results_path: str | Path | None = None,
+    plot: bool = True,
+    engine_cache: str | Path | None = None,
+    job_timeout: float = 1800.0,
+    progress: bool = True,
+    log: Log | None = None,
+) -> BenchResults:
     """Measure every per-depth artifact (and the selector, if asked) on ``device``.
 
     ``device`` is a profile name (built in or from ``profiles_file``) or a ``DeviceProfile``; ``timing`` and
@@ -127,23 +160,39 @@ def bench(artifacts: str | Path, *, device: str | DeviceProfile = "x86-cpu", pro
     profile = resolve_profile(device, profiles_file, precisions, timing)
     check_backend(profile)
     manifest = read_manifest(artifacts)
-    if depths is not None and (isinstance(depths, (str, bytes)) or not all(
-            isinstance(d, int) and not isinstance(d, bool) for d in depths)):
+    if depths is not None and (
+        isinstance(depths, (str, bytes)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in depths)
+    ):
         raise UsageError(f"depths must be a list of exported depth numbers, not {depths!r}")
     dataset_ref = _dataset_ref(manifest, dataset, data_dir, limit)
     env = capture(profile.backend, profile.resolved_threads())
     for note in warnings_for(env):
         say(f"warning: {note}")
-    jobs = plan_jobs(manifest, profile, depths=depths, include_selector=include_selector,
-                     checkpoint=str(checkpoint) if checkpoint else None, dataset=dataset_ref,
-                     engine_cache=str(engine_cache) if engine_cache else None)
+    jobs = plan_jobs(
+        manifest,
+        profile,
+        depths=depths,
+        include_selector=include_selector,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        dataset=dataset_ref,
+        engine_cache=str(engine_cache) if engine_cache else None,
+    )
     rows = run_jobs(jobs, profile, timeout=job_timeout, progress=progress, log=say)
     results = BenchResults(
-        tool_version=__version__, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        arch=manifest.arch, device={"profile": profile.to_dict(), "environment": env},
-        settings={"timing": profile.timing.model_dump(), "batch_sizes": list(profile.batch_sizes),
-                  "dataset": dataset_ref.name if dataset_ref else None, "limit": limit, "threads": env["threads"]},
-        artifacts={"path": str(Path(artifacts)), "checkpoint_sha256": manifest.checkpoint.sha256}, rows=rows)
+        tool_version=__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        arch=manifest.arch,
+        device={"profile": profile.to_dict(), "environment": env},
+        settings={
+            "timing": profile.timing.model_dump(),
+            "batch_sizes": list(profile.batch_sizes),
+            "dataset": dataset_ref.name if dataset_ref else None,
+            "limit": limit,
+            "threads": env["threads"],
+        },
+        artifacts={"path": str(Path(artifacts)), "checkpoint_sha256": manifest.checkpoint.sha256},
+        rows=rows,
+    )
     if results_path is not None:
         write_results(results, results_path)
         if plot:

@@ -17,10 +17,18 @@ from ..formats.profiles import TimingSettings
 def latency_stats(samples_ms: list[float] | np.ndarray) -> dict[str, float]:
     s = np.asarray(samples_ms, dtype=np.float64)
     mean = float(s.mean())
-    return {"mean": mean, "std": float(s.std(ddof=1)) if len(s) > 1 else 0.0, "min": float(s.min()),
-            "p50": float(np.percentile(s, 50)), "p90": float(np.percentile(s, 90)),
-            "p95": float(np.percentile(s, 95)), "p99": float(np.percentile(s, 99)), "max": float(s.max()),
-            "n": int(len(s)), "cv": float(s.std(ddof=1) / mean) if len(s) > 1 and mean > 0 else 0.0}
+    return {
+        "mean": mean,
+        "std": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
+        "min": float(s.min()),
+        "p50": float(np.percentile(s, 50)),
+        "p90": float(np.percentile(s, 90)),
+        "p95": float(np.percentile(s, 95)),
+        "p99": float(np.percentile(s, 99)),
+        "max": float(s.max()),
+        "n": int(len(s)),
+        "cv": float(s.std(ddof=1) / mean) if len(s) > 1 and mean > 0 else 0.0,
+    }
 
 
 def measure(run: Callable[[], object], settings: TimingSettings) -> tuple[dict[str, float], list[float]]:
@@ -33,8 +41,9 @@ def measure(run: Callable[[], object], settings: TimingSettings) -> tuple[dict[s
         done += 1
     samples: list[float] = []
     start = clock()
-    while len(samples) < settings.max_iters and (len(samples) < settings.min_iters
-                                                 or clock() - start < settings.min_seconds):
+    while len(samples) < settings.max_iters and (
+        len(samples) < settings.min_iters or clock() - start < settings.min_seconds
+    ):
         t0 = clock()
         run()
         samples.append((clock() - t0) * 1e3)

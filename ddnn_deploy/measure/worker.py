@@ -44,8 +44,14 @@ def make_runner(job: Job):
     if job.backend == "tensorrt":
         from ..runners.tensorrt_runner import TrtRunner
 
-        return TrtRunner(job.file, precision=job.precision, cache_dir=job.engine_cache, onnx_sha256=job.sha256,
-                         max_batch=max(job.batch_sizes), graph_precision=job.graph_precision)
+        return TrtRunner(
+            job.file,
+            precision=job.precision,
+            cache_dir=job.engine_cache,
+            onnx_sha256=job.sha256,
+            max_batch=max(job.batch_sizes),
+            graph_precision=job.graph_precision,
+        )
     if job.backend == "torch":
         from ..runners.torch_runner import TorchRunner
 
@@ -58,11 +64,17 @@ def accuracy(runner: Any, job: Job) -> dict[str, Any] | None:
         return None
     from ..data import Preprocess, load_eval_data
 
-    data = load_eval_data(job.dataset.name, data_dir=job.dataset.data_dir, input_shape=tuple(job.input_shape),
-                          class_names=job.class_names, limit=job.dataset.limit)
+    data = load_eval_data(
+        job.dataset.name,
+        data_dir=job.dataset.data_dir,
+        input_shape=tuple(job.input_shape),
+        class_names=job.class_names,
+        limit=job.dataset.limit,
+    )
     data.preprocess = Preprocess.from_dict(job.preprocess)
-    return runner_accuracy(runner, data, batch=job.accuracy_batch, static_batch=job.static_batch,
-                           extra_feed=job.feed_extra() or None)
+    return runner_accuracy(
+        runner, data, batch=job.accuracy_batch, static_batch=job.static_batch, extra_feed=job.feed_extra() or None
+    )
 
 
 def _peak_rss_mb() -> float:
@@ -73,12 +85,23 @@ def _peak_rss_mb() -> float:
 
 def _time_batch(runner: Any, job: Job, batch: int, rng: np.random.Generator) -> dict[str, Any]:
     if job.static_batch and batch != job.static_batch:
-        return {"batch": batch, "status": "skipped", "error": f"graph has static batch {job.static_batch}",
-                "latency_ms": None, "throughput": None}
+        return {
+            "batch": batch,
+            "status": "skipped",
+            "error": f"graph has static batch {job.static_batch}",
+            "latency_ms": None,
+            "throughput": None,
+        }
     feed = {"input": rng.standard_normal((batch, *job.input_shape)).astype(np.float32), **job.feed_extra()}
     stats, samples = measure(lambda: runner.infer(feed), job.timing)
-    return {"batch": batch, "status": "ok", "error": None, "latency_ms": stats,
-            "throughput": batch / (stats["mean"] / 1e3), "samples_ms": samples}
+    return {
+        "batch": batch,
+        "status": "ok",
+        "error": None,
+        "latency_ms": stats,
+        "throughput": batch / (stats["mean"] / 1e3),
+        "samples_ms": samples,
+    }
 
 
 def run_job(job: Job) -> list[dict[str, Any]]:
@@ -90,9 +113,13 @@ def run_job(job: Job) -> list[dict[str, Any]]:
         peak = _peak_rss_mb()  # before any dataset is loaded: the process running the model
         info = runner.info()  # after inference, so GPU memory includes the buffers and workspace
         acc = accuracy(runner, job)
-    memory = {"peak_rss_mb": peak, "baseline_rss_mb": baseline, "runner_mb": max(0.0, peak - baseline),
-              "peak_rss_with_eval_data_mb": _peak_rss_mb(),
-              **({"gpu_mb": info["gpu_memory_mb"]} if "gpu_memory_mb" in info else {})}
+    memory = {
+        "peak_rss_mb": peak,
+        "baseline_rss_mb": baseline,
+        "runner_mb": max(0.0, peak - baseline),
+        "peak_rss_with_eval_data_mb": _peak_rss_mb(),
+        **({"gpu_mb": info["gpu_memory_mb"]} if "gpu_memory_mb" in info else {}),
+    }
     for row in rows:
         row.update({"accuracy": acc, "memory_mb": memory, "runner": info})
     return rows
@@ -100,8 +127,19 @@ def run_job(job: Job) -> list[dict[str, Any]]:
 
 def error_rows(batch_sizes: list[int], message: str, **extra: Any) -> list[dict[str, Any]]:
     """One failed row per batch size (the sweep records them and goes on)."""
-    return [{"batch": b, "status": "error", "error": message[:500], "latency_ms": None, "throughput": None,
-             "accuracy": None, "memory_mb": None, **extra} for b in batch_sizes]
+    return [
+        {
+            "batch": b,
+            "status": "error",
+            "error": message[:500],
+            "latency_ms": None,
+            "throughput": None,
+            "accuracy": None,
+            "memory_mb": None,
+            **extra,
+        }
+        for b in batch_sizes
+    ]
 
 
 def main(job_path: str, result_path: str) -> int:

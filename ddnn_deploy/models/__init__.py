@@ -6,5 +6,12 @@ from .bn import bn_stats_of, recalibrate_bn
 from .complexity import count_macs
 from .registry import build_model
 
-__all__ = ["DepthBatchNorm2d", "DepthNet", "SharedBNWarning", "bn_stats_of", "build_model", "count_macs",
-           "recalibrate_bn"]
+__all__ = [
+    "DepthBatchNorm2d",
+    "DepthNet",
+    "SharedBNWarning",
+    "bn_stats_of",
+    "build_model",
+    "count_macs",
+    "recalibrate_bn",
+]

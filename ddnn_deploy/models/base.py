@@ -76,8 +76,9 @@ class DepthNet(nn.Module):
             return depth
         return resolve_depth(self.spec, depth)
 
-    def forward(self, x: torch.Tensor, depth: DepthLike | None = None, *, return_features: bool = False,
-                shared_bn: bool = False):
+    def forward(
+        self, x: torch.Tensor, depth: DepthLike | None = None, *, return_features: bool = False, shared_bn: bool = False
+    ):
         """Logits of the sub-net ``depth``; with ``return_features`` also each stage's output.
 
         In eval mode the depth's own BN statistics are used when the model holds them;
@@ -115,8 +116,15 @@ class DepthNet(nn.Module):
             unknown = [k for k in named if k not in buffers or k.rsplit(".", 1)[-1] not in BN_BUFFERS]
             if unknown:
                 raise UsageError(f"BN statistics of depth {config} name unknown buffers: {', '.join(unknown[:3])}")
-            table[config] = {k: v.detach().to(device=buffers[k].device, dtype=buffers[k].dtype).clone()
-                             for k, v in named.items()}
+            misfit = [k for k, v in named.items() if tuple(v.shape) != tuple(buffers[k].shape)]
+            if misfit:
+                raise UsageError(
+                    f"BN statistics of depth {config} do not fit this model: {misfit[0]} has shape "
+                    f"{list(named[misfit[0]].shape)}, not {list(buffers[misfit[0]].shape)}"
+                )
+            table[config] = {
+                k: v.detach().to(device=buffers[k].device, dtype=buffers[k].dtype).clone() for k, v in named.items()
+            }
         self._depth_bn, self._bn_lookup, self._warned = table, {}, set()
 
     def depth_bn_stats(self, depth: DepthLike | None = None, *, warn: bool = False) -> BNStats | None:
@@ -135,8 +143,12 @@ class DepthNet(nn.Module):
         if stats is None and warn and self._depth_bn and config not in self._warned:
             self._warned.add(config)
             stored = ", ".join(str(c) for c in self._depth_bn)
-            warnings.warn(f"depth {config} has no BN statistics of its own in this model (stored: {stored}); "
-                          "it runs with the shared BN statistics", SharedBNWarning, stacklevel=4)
+            warnings.warn(
+                f"depth {config} has no BN statistics of its own in this model (stored: {stored}); "
+                "it runs with the shared BN statistics",
+                SharedBNWarning,
+                stacklevel=4,
+            )
         return stats
 
     def _overrides(self, config: DepthConfig) -> BNOverrides | None:
@@ -151,8 +163,10 @@ class DepthNet(nn.Module):
         for name, module in self.named_modules():
             mean, var = stats.get(f"{name}.running_mean"), stats.get(f"{name}.running_var")
             if mean is not None or var is not None:
-                lookup[module] = (module.running_mean if mean is None else mean,
-                                  module.running_var if var is None else var)
+                lookup[module] = (
+                    module.running_mean if mean is None else mean,
+                    module.running_var if var is None else var,
+                )
         self._bn_lookup[config] = lookup
         return lookup
 

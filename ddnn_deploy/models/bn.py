@@ -29,8 +29,9 @@ def bn_stats_of(model: DepthNet, depth: DepthConfig) -> BNStats:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: DepthNet, depth: DepthConfig, batches: Iterable[torch.Tensor],
-                   device: torch.device | str = "cpu") -> BNStats:
+def recalibrate_bn(
+    model: DepthNet, depth: DepthConfig, batches: Iterable[torch.Tensor], device: torch.device | str = "cpu"
+) -> BNStats:
     """Re-estimate the BN statistics of ``depth`` as exact averages over ``batches`` and return them.
 
     Running statistics are reset and accumulated with ``momentum=None`` (a cumulative mean), so the

@@ -49,8 +49,9 @@ class CifarBasicBlock(nn.Module):
 class CifarResNet(DepthNet):
     stage_names = ("layer1", "layer2", "layer3")
 
-    def __init__(self, arch: str, *, num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
-                 width: int | None = None):
+    def __init__(
+        self, arch: str, *, num_classes: int = 10, in_channels: int = 3, input_size: int = 32, width: int | None = None
+    ):
         super().__init__()
         self.spec = arch_spec(arch)
         self.input_size = input_size

@@ -64,13 +64,15 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-def make_stage(block: type[BasicBlock] | type[Bottleneck], inplanes: int, planes: int,
-               blocks: int, stride: int) -> nn.Sequential:
+def make_stage(
+    block: type[BasicBlock] | type[Bottleneck], inplanes: int, planes: int, blocks: int, stride: int
+) -> nn.Sequential:
     """Build one stage; only its first block changes resolution or channels."""
     downsample = None
     if stride != 1 or inplanes != planes * block.expansion:
-        downsample = nn.Sequential(conv1x1(inplanes, planes * block.expansion, stride),
-                                   DepthBatchNorm2d(planes * block.expansion))
+        downsample = nn.Sequential(
+            conv1x1(inplanes, planes * block.expansion, stride), DepthBatchNorm2d(planes * block.expansion)
+        )
     layers = [block(inplanes, planes, stride, downsample)]
     layers += [block(planes * block.expansion, planes) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
@@ -82,8 +84,15 @@ _BLOCKS = {"resnet18": BasicBlock, "resnet34": BasicBlock, "resnet50": Bottlenec
 class ResNet(DepthNet):
     stage_names = ("layer1", "layer2", "layer3", "layer4")
 
-    def __init__(self, arch: str, *, num_classes: int = 1000, in_channels: int = 3, input_size: int = 224,
-                 width: int | None = None):
+    def __init__(
+        self,
+        arch: str,
+        *,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        input_size: int = 224,
+        width: int | None = None,
+    ):
         super().__init__()
         self.spec = arch_spec(arch)
         self.input_size = input_size

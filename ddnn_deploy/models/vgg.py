@@ -21,15 +21,23 @@ _CHANNELS = (64, 128, 256, 512, 512)
 
 class ConvBNReLU(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(nn.Conv2d(in_channels, out_channels, 3, padding=1),
-                         DepthBatchNorm2d(out_channels), nn.ReLU(inplace=True))
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1), DepthBatchNorm2d(out_channels), nn.ReLU(inplace=True)
+        )
 
 
 class VGG(DepthNet):
     stage_names = ("stage1", "stage2", "stage3", "stage4", "stage5")
 
-    def __init__(self, arch: str, *, num_classes: int = 1000, in_channels: int = 3, input_size: int = 224,
-                 width: int | None = None):
+    def __init__(
+        self,
+        arch: str,
+        *,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        input_size: int = 224,
+        width: int | None = None,
+    ):
         super().__init__()
         self.spec = arch_spec(arch)
         self.input_size = input_size
@@ -45,8 +53,14 @@ class VGG(DepthNet):
         if input_size >= 64:
             self.avgpool: nn.Module = nn.AdaptiveAvgPool2d((7, 7))
             self.classifier: nn.Module = nn.Sequential(
-                nn.Linear(inplanes * 49, 4096), nn.ReLU(True), nn.Dropout(),
-                nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, num_classes))
+                nn.Linear(inplanes * 49, 4096),
+                nn.ReLU(True),
+                nn.Dropout(),
+                nn.Linear(4096, 4096),
+                nn.ReLU(True),
+                nn.Dropout(),
+                nn.Linear(4096, num_classes),
+            )
         else:
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
             self.classifier = nn.Linear(inplanes, num_classes)

@@ -66,10 +66,12 @@ def _sources(manifest: Manifest, depths: Sequence[int] | None) -> list[Artifact]
     return sources
 
 
-def _calibration_data(manifest: Manifest, dataset: str | None, samples: int, eval_samples: int | None,
-                      log: Log) -> CalibrationData:
-    images, source = calibration_images(dataset, input_shape=manifest.input_shape, samples=samples,
-                                        manifest_dataset=manifest.dataset)
+def _calibration_data(
+    manifest: Manifest, dataset: str | None, samples: int, eval_samples: int | None, log: Log
+) -> CalibrationData:
+    images, source = calibration_images(
+        dataset, input_shape=manifest.input_shape, samples=samples, manifest_dataset=manifest.dataset
+    )
     if manifest.static_batch and images is not None and len(images) < manifest.static_batch:
         raise DataError(f"{len(images)} calibration images cannot fill one static batch of {manifest.static_batch}")
     held_out = None
@@ -79,19 +81,35 @@ def _calibration_data(manifest: Manifest, dataset: str | None, samples: int, eva
             held_out.preprocess = Preprocess.from_dict(manifest.preprocess.to_json_dict())
         except DataError as exc:
             log(f"note: no held-out data for the accuracy guard ({exc})")
-    return CalibrationData(images, source, len(images) if images is not None else samples,
-                           data_hash(images, 0, samples, manifest.input_shape), held_out)
+    return CalibrationData(
+        images,
+        source,
+        len(images) if images is not None else samples,
+        data_hash(images, 0, samples, manifest.input_shape),
+        held_out,
+    )
 
 
-def _guard(fp32_graph: Path, int8_graph: Path, data: CalibrationData, manifest: Manifest,
-           threads: int | None) -> dict[str, Any] | None:
+def _guard(
+    fp32_graph: Path, int8_graph: Path, data: CalibrationData, manifest: Manifest, threads: int | None
+) -> dict[str, Any] | None:
     """FP32 and INT8 top-1 on held-out images; without them, only check the INT8 graph loads and runs."""
     preprocess = Preprocess.from_dict(manifest.preprocess.to_json_dict())
     if data.held_out is None:
         with OrtRunner(int8_graph, threads=threads) as int8_runner:
-            int8_runner.infer(next(iter(FeedReader(None, preprocess, input_shape=manifest.input_shape,
-                                                   samples=manifest.static_batch or 1,
-                                                   static_batch=manifest.static_batch))))
+            int8_runner.infer(
+                next(
+                    iter(
+                        FeedReader(
+                            None,
+                            preprocess,
+                            input_shape=manifest.input_shape,
+                            samples=manifest.static_batch or 1,
+                            static_batch=manifest.static_batch,
+                        )
+                    )
+                )
+            )
         return None
     with OrtRunner(fp32_graph, threads=threads) as fp32_runner:
         fp32 = runner_accuracy(fp32_runner, data.held_out, static_batch=manifest.static_batch)
@@ -100,28 +118,55 @@ def _guard(fp32_graph: Path, int8_graph: Path, data: CalibrationData, manifest: 
     return {"fp32_top1": fp32["top1"], "int8_top1": int8["top1"], "drop": fp32["top1"] - int8["top1"], "n": int8["n"]}
 
 
-def _calibrate_depth(source: Artifact, manifest: Manifest, data: CalibrationData, config: QuantConfig, work: Path,
-                     *, max_drop: float, threads: int | None, log: Log) -> tuple[Artifact | None, str | None]:
+def _calibrate_depth(
+    source: Artifact,
+    manifest: Manifest,
+    data: CalibrationData,
+    config: QuantConfig,
+    work: Path,
+    *,
+    max_drop: float,
+    threads: int | None,
+    log: Log,
+) -> tuple[Artifact | None, str | None]:
     """(the INT8 artifact in ``work``, None) or (None, why the accuracy guard refused it)."""
     t0 = time.time()
     src = manifest.file(source)
     name = f"{src.stem}.int8-{config.target}.onnx"
-    reader = FeedReader(data.images, Preprocess.from_dict(manifest.preprocess.to_json_dict()),
-                        input_shape=manifest.input_shape, samples=data.samples, static_batch=manifest.static_batch)
+    reader = FeedReader(
+        data.images,
+        Preprocess.from_dict(manifest.preprocess.to_json_dict()),
+        input_shape=manifest.input_shape,
+        samples=data.samples,
+        static_batch=manifest.static_batch,
+    )
     _quantize(src, work / name, reader, config, work)
     accuracy = _guard(src, work / name, data, manifest, threads)
     entry = {k: v for k, v in source.to_json_dict().items() if k not in ("parity", "simplify_note")}
-    entry.update({"precision": "int8", "path": name, "sha256": sha256_file(work / name),
-                  "bytes": (work / name).stat().st_size, **config.manifest_fields(),
-                  "calibration": {"source": data.source, "samples": data.samples, "sha256": data.sha256,
-                                  "valid_for_accuracy": data.images is not None},
-                  "from": source.path})
+    entry.update(
+        {
+            "precision": "int8",
+            "path": name,
+            "sha256": sha256_file(work / name),
+            "bytes": (work / name).stat().st_size,
+            **config.manifest_fields(),
+            "calibration": {
+                "source": data.source,
+                "samples": data.samples,
+                "sha256": data.sha256,
+                "valid_for_accuracy": data.images is not None,
+            },
+            "from": source.path,
+        }
+    )
     if accuracy is None:
         log(f"depth {source.depth}: quantized in {time.time() - t0:.0f} s (no accuracy guard: no held-out data)")
         return Artifact.model_validate(entry), None
     entry["accuracy"] = {**accuracy, "max_drop": max_drop}
-    log(f"depth {source.depth}: INT8 top-1 {accuracy['int8_top1']:.2f}% vs FP32 {accuracy['fp32_top1']:.2f}% "
-        f"(drop {accuracy['drop']:+.2f}) in {time.time() - t0:.0f} s")
+    log(
+        f"depth {source.depth}: INT8 top-1 {accuracy['int8_top1']:.2f}% vs FP32 {accuracy['fp32_top1']:.2f}% "
+        f"(drop {accuracy['drop']:+.2f}) in {time.time() - t0:.0f} s"
+    )
     if accuracy["drop"] > max_drop:
         return None, f"depth {source.depth} drops {accuracy['drop']:.2f} points (> {max_drop})"
     return Artifact.model_validate(entry), None
@@ -150,10 +195,19 @@ def _commit(manifest: Manifest, new: list[Artifact], sources: list[Artifact], ta
     return updated
 
 
-def calibrate(artifacts: str | Path, config: QuantConfig | None = None, *, dataset: str | None = None,
-              samples: int = 512, max_drop: float = 1.0, eval_samples: int | None = 2000,
-              depths: Sequence[int] | None = None, threads: int | None = None, progress: bool = True,
-              log: Log | None = None) -> Manifest:
+def calibrate(
+    artifacts: str | Path,
+    config: QuantConfig | None = None,
+    *,
+    dataset: str | None = None,
+    samples: int = 512,
+    max_drop: float = 1.0,
+    eval_samples: int | None = 2000,
+    depths: Sequence[int] | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    log: Log | None = None,
+) -> Manifest:
     """Quantize every FP32 depth artifact per ``config``; returns the updated manifest (written atomically).
 
     ``dataset``: a dataset name (training split), an image folder, a ``.npz`` sample, ``"random"``, or None
@@ -169,8 +223,10 @@ def calibrate(artifacts: str | Path, config: QuantConfig | None = None, *, datas
     manifest = read_manifest(artifacts)
     sources = _sources(manifest, depths)
     data = _calibration_data(manifest, dataset, samples, eval_samples, say)
-    say(f"calibrating {len(sources)} depth(s) for {config.target} ({config.method}) on {data.source}: "
-        f"{data.samples} images")
+    say(
+        f"calibrating {len(sources)} depth(s) for {config.target} ({config.method}) on {data.source}: "
+        f"{data.samples} images"
+    )
     work = Path(tempfile.mkdtemp(prefix=".calibrate-", dir=manifest.root))
     new, failures = [], []
     try:
@@ -180,14 +236,16 @@ def calibrate(artifacts: str | Path, config: QuantConfig | None = None, *, datas
 
             iterator = tqdm(sources, desc=f"INT8 ({config.target})", unit="depth", leave=False)
         for source in iterator:
-            artifact, failure = _calibrate_depth(source, manifest, data, config, work, max_drop=max_drop,
-                                                 threads=threads, log=say)
+            artifact, failure = _calibrate_depth(
+                source, manifest, data, config, work, max_drop=max_drop, threads=threads, log=say
+            )
             new += [artifact] if artifact is not None else []
             failures += [failure] if failure else []
         manifest = _commit(manifest, new, sources, config.target, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if failures:
-        raise AccuracyDropError("INT8 accuracy guard failed, FP32 stays the deployable graph for: "
-                                + "; ".join(failures))
+        raise AccuracyDropError(
+            "INT8 accuracy guard failed, FP32 stays the deployable graph for: " + "; ".join(failures)
+        )
     return manifest

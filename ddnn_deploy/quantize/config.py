@@ -29,8 +29,11 @@ class QuantConfig:
             raise UsageError(f"unknown calibration method {self.method!r}; choose one of {', '.join(METHODS)}")
         if not isinstance(self.per_channel, bool):
             raise UsageError(f"per_channel must be True or False, not {self.per_channel!r}")
-        if isinstance(self.percentile, bool) or not isinstance(self.percentile, (int, float)) or not (
-                50.0 < self.percentile <= 100.0):
+        if (
+            isinstance(self.percentile, bool)
+            or not isinstance(self.percentile, (int, float))
+            or not (50.0 < self.percentile <= 100.0)
+        ):
             raise UsageError(f"percentile must be a number in (50, 100], not {self.percentile!r}")
 
     def manifest_fields(self) -> dict[str, Any]:
@@ -43,15 +46,27 @@ class QuantConfig:
     def quantize_static_kwargs(self) -> dict[str, Any]:
         quantization = optional_import("onnxruntime.quantization", "INT8 calibration")
         CalibrationMethod, QuantFormat, QuantType = (  # noqa: N806 - onnxruntime's enum names
-            quantization.CalibrationMethod, quantization.QuantFormat, quantization.QuantType)
+            quantization.CalibrationMethod,
+            quantization.QuantFormat,
+            quantization.QuantType,
+        )
 
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[self.method]
+        method = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[self.method]
         extra: dict[str, Any] = {}
         if self.method == "percentile":
             extra["CalibPercentile"] = self.percentile
         if self.target == "tensorrt":
             extra.update({"ActivationSymmetric": True, "WeightSymmetric": True})
-        return {"quant_format": QuantFormat.QDQ, "per_channel": self.per_channel, "reduce_range": False,
-                "activation_type": QuantType.QUInt8 if self.target == "cpu" else QuantType.QInt8,
-                "weight_type": QuantType.QInt8, "calibrate_method": method, "extra_options": extra}
+        return {
+            "quant_format": QuantFormat.QDQ,
+            "per_channel": self.per_channel,
+            "reduce_range": False,
+            "activation_type": QuantType.QUInt8 if self.target == "cpu" else QuantType.QInt8,
+            "weight_type": QuantType.QInt8,
+            "calibrate_method": method,
+            "extra_options": extra,
+        }

@@ -29,14 +29,17 @@ def load_npz_sample(path: Path) -> np.ndarray:
     return images
 
 
-def calibration_images(source: str | None, *, input_shape: tuple[int, int, int], samples: int, manifest_dataset:
-                       str | None, seed: int = 0) -> tuple[np.ndarray | None, str]:
+def calibration_images(
+    source: str | None, *, input_shape: tuple[int, int, int], samples: int, manifest_dataset: str | None, seed: int = 0
+) -> tuple[np.ndarray | None, str]:
     """uint8 NCHW images (or None for ``random``) and a description of where they came from."""
     if source is None:
         default = DEFAULT_SAMPLES.get(manifest_dataset or "")
         if default is None or not default.exists():
-            raise DataError("no calibration data: pass --dataset NAME, a folder of images, a .npz sample, or "
-                            "'random' (latency studies only)")
+            raise DataError(
+                "no calibration data: pass --dataset NAME, a folder of images, a .npz sample, or "
+                "'random' (latency studies only)"
+            )
         source = str(default)
     if source == "random":
         return None, "random"
@@ -50,14 +53,18 @@ def calibration_images(source: str | None, *, input_shape: tuple[int, int, int],
         elif path.is_dir():
             images = _folder_images(path, input_shape)
         else:
-            raise DataError(f"calibration data {source!r} is neither a dataset name ({', '.join(DATASETS)}), "
-                            "a .npz sample, a folder of images, nor 'random'")
+            raise DataError(
+                f"calibration data {source!r} is neither a dataset name ({', '.join(DATASETS)}), "
+                "a .npz sample, a folder of images, nor 'random'"
+            )
         description = str(path)
     if len(images) == 0:
         raise DataError(f"calibration data {source} holds no images")
     if tuple(images.shape[1:]) != tuple(input_shape):
-        raise DataError(f"calibration images are {list(images.shape[1:])} (C, H, W) but the model wants "
-                        f"{list(input_shape)}; give images of the model's channels and size")
+        raise DataError(
+            f"calibration images are {list(images.shape[1:])} (C, H, W) but the model wants "
+            f"{list(input_shape)}; give images of the model's channels and size"
+        )
     if len(images) > samples:
         images = images[np.sort(np.random.default_rng(seed).permutation(len(images))[:samples])]
     return images, description

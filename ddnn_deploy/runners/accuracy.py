@@ -9,11 +9,24 @@ import numpy as np
 from ..data import FeedReader, ImageDataset
 
 
-def runner_accuracy(runner: Any, dataset: ImageDataset, *, batch: int = 256, static_batch: int | None = None,
-                    extra_feed: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+def runner_accuracy(
+    runner: Any,
+    dataset: ImageDataset,
+    *,
+    batch: int = 256,
+    static_batch: int | None = None,
+    extra_feed: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """``{"top1": %, "top5": %, "n": count}``; the last chunk is zero-padded for static-batch graphs."""
-    feed = FeedReader(dataset.images, dataset.preprocess, labels=dataset.labels, input_shape=dataset.input_shape,
-                      batch=batch, static_batch=static_batch, pad_last=True)
+    feed = FeedReader(
+        dataset.images,
+        dataset.preprocess,
+        labels=dataset.labels,
+        input_shape=dataset.input_shape,
+        batch=batch,
+        static_batch=static_batch,
+        pad_last=True,
+    )
     top1 = top5 = seen = 0
     for inputs, labels, n in feed.labeled():
         logits = runner.infer({**inputs, **(extra_feed or {})})[0][:n]

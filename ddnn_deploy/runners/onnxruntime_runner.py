@@ -20,8 +20,9 @@ def import_onnxruntime():
 class OrtRunner(Runner):
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, *, provider: str = "cpu", threads: int | None = None,
-                 graph_optimization: str = "all") -> None:
+    def __init__(
+        self, path: str | Path, *, provider: str = "cpu", threads: int | None = None, graph_optimization: str = "all"
+    ) -> None:
         super().__init__()
         self.path = Path(path)
         self.provider = provider
@@ -38,14 +39,17 @@ class OrtRunner(Runner):
         if wanted not in available:
             raise MissingDependencyError(
                 f"this onnxruntime has no {wanted} (it has {', '.join(available)}); "
-                "install onnxruntime-gpu with CUDA/TensorRT libraries for GPU providers")
+                "install onnxruntime-gpu with CUDA/TensorRT libraries for GPU providers"
+            )
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = {
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[self.graph_optimization]
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }[self.graph_optimization]
         providers = [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -58,5 +62,9 @@ class OrtRunner(Runner):
 
     def info(self) -> dict[str, Any]:
         ort = import_onnxruntime()
-        return {"backend": self.name, "onnxruntime": ort.__version__, "provider": PROVIDERS.get(self.provider),
-                "threads": self.threads}
+        return {
+            "backend": self.name,
+            "onnxruntime": ort.__version__,
+            "provider": PROVIDERS.get(self.provider),
+            "threads": self.threads,
+        }

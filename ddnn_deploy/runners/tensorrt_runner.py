@@ -32,20 +32,28 @@ def trt_major(version: str) -> int:
     return int(version.split(".")[0])
 
 
-def expected_sidecar(*, trt_version: str, gpu: dict[str, Any], precision: str, onnx_sha256: str,
-                     max_batch: int) -> dict[str, Any]:
-    return {"format": "ddnn-deploy.engine", "version": 1, "tensorrt": trt_version, "gpu": gpu["gpu"],
-            "compute_capability": gpu["compute_capability"], "precision": precision, "onnx_sha256": onnx_sha256,
-            "max_batch": max_batch}
+def expected_sidecar(
+    *, trt_version: str, gpu: dict[str, Any], precision: str, onnx_sha256: str, max_batch: int
+) -> dict[str, Any]:
+    return {
+        "format": "ddnn-deploy.engine",
+        "version": 1,
+        "tensorrt": trt_version,
+        "gpu": gpu["gpu"],
+        "compute_capability": gpu["compute_capability"],
+        "precision": precision,
+        "onnx_sha256": onnx_sha256,
+        "max_batch": max_batch,
+    }
 
 
-def sidecar_mismatch(found: dict[str, Any] | None, expected: dict[str, Any],
-                     engine_sha256: str | None = None) -> str | None:
+def sidecar_mismatch(
+    found: dict[str, Any] | None, expected: dict[str, Any], engine_sha256: str | None = None
+) -> str | None:
     """None when the cached engine may be loaded; otherwise why not (checked before deserializing)."""
     if found is None:
         return "no sidecar"
-    for key in ("format", "version", "tensorrt", "gpu", "compute_capability", "precision", "onnx_sha256",
-                "max_batch"):
+    for key in ("format", "version", "tensorrt", "gpu", "compute_capability", "precision", "onnx_sha256", "max_batch"):
         if found.get(key) != expected.get(key):
             return f"{key} differs (engine: {found.get(key)!r}, here: {expected.get(key)!r})"
     if engine_sha256 is not None and found.get("engine_sha256") != engine_sha256:
@@ -69,8 +77,15 @@ def builder_network_flags(trt: Any, precision: str) -> int:
     return flags
 
 
-def build_engine(trt: Any, onnx_path: Path, precision: str, max_batch: int, input_shape: tuple[int, ...],
-                 workspace_mb: int = 1024, graph_precision: str = "fp32") -> bytes:
+def build_engine(
+    trt: Any,
+    onnx_path: Path,
+    precision: str,
+    max_batch: int,
+    input_shape: tuple[int, ...],
+    workspace_mb: int = 1024,
+    graph_precision: str = "fp32",
+) -> bytes:
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(builder_network_flags(trt, precision))
@@ -102,9 +117,17 @@ def build_engine(trt: Any, onnx_path: Path, precision: str, max_batch: int, inpu
 class TrtRunner(Runner):
     name = "tensorrt"
 
-    def __init__(self, onnx_path: str | Path, *, precision: str = "fp16", cache_dir: str | Path | None = None,
-                 onnx_sha256: str | None = None, max_batch: int = 1, rebuild: bool = True,
-                 graph_precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        *,
+        precision: str = "fp16",
+        cache_dir: str | Path | None = None,
+        onnx_sha256: str | None = None,
+        max_batch: int = 1,
+        rebuild: bool = True,
+        graph_precision: str = "fp32",
+    ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}")
@@ -122,8 +145,13 @@ class TrtRunner(Runner):
 
         trt = import_tensorrt()
         sha = self.onnx_sha256 or hashlib.sha256(self.onnx_path.read_bytes()).hexdigest()
-        expected = expected_sidecar(trt_version=trt.__version__, gpu=gpu_identity(), precision=self.precision,
-                                    onnx_sha256=sha, max_batch=self.max_batch)
+        expected = expected_sidecar(
+            trt_version=trt.__version__,
+            gpu=gpu_identity(),
+            precision=self.precision,
+            onnx_sha256=sha,
+            max_batch=self.max_batch,
+        )
         engine_path, sidecar_path = engine_paths(self.cache_dir, self.onnx_path, self.precision, self.max_batch)
         found = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else None
         engine_sha = hashlib.sha256(engine_path.read_bytes()).hexdigest() if engine_path.is_file() else None
@@ -133,10 +161,15 @@ class TrtRunner(Runner):
                 raise EngineMismatchError(f"refusing cached engine {engine_path.name}: {reason}")
             import onnx
 
-            shape = tuple(d.dim_value for d in onnx.load(str(self.onnx_path), load_external_data=False)
-                          .graph.input[0].type.tensor_type.shape.dim[1:])
-            blob = build_engine(trt, self.onnx_path, self.precision, self.max_batch, shape,
-                                graph_precision=self.graph_precision)
+            shape = tuple(
+                d.dim_value
+                for d in onnx.load(str(self.onnx_path), load_external_data=False)
+                .graph.input[0]
+                .type.tensor_type.shape.dim[1:]
+            )
+            blob = build_engine(
+                trt, self.onnx_path, self.precision, self.max_batch, shape, graph_precision=self.graph_precision
+            )
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(engine_path) as tmp:
                 tmp.write_bytes(blob)
@@ -192,6 +225,11 @@ class TrtRunner(Runner):
     def info(self) -> dict[str, Any]:
         trt = import_tensorrt()
         used = self.buffers.memory_used_mb() if self.active else None
-        return {"backend": self.name, "tensorrt": trt.__version__, "precision": self.precision,
-                "engine_built_now": self.built, "buffers": getattr(self.buffers, "backend", None),
-                **({"gpu_memory_mb": used} if used is not None else {})}
+        return {
+            "backend": self.name,
+            "tensorrt": trt.__version__,
+            "precision": self.precision,
+            "engine_built_now": self.built,
+            "buffers": getattr(self.buffers, "backend", None),
+            **({"gpu_memory_mb": used} if used is not None else {}),
+        }

@@ -1,12 +1,13 @@
 """One ONNX graph with a depth selector: inputs ``input`` and ``depth`` (int64 scalar), output ``logits``.
 
 Construction: a chain of ``If`` nodes on ``depth == d``; each branch is the whole sub-net of one
-depth, with ITS OWN initializers inside the branch (onnxruntime pre-packs branch-local weights; weights referenced from the outer scope
-ran 60-75 % slower in a probe). Each depth keeps its own BN statistics as a per-channel affine after
-an unbiased convolution, which onnxruntime folds into the convolution when the session starts.
-Because the convolution weights are then byte-identical in every branch that uses them, they are
-written ONCE to an external-data file beside the graph and every branch points at the same bytes:
-the files are about the size of the full-depth graph, while each branch runs like a per-depth graph.
+depth, with ITS OWN initializers inside the branch (onnxruntime pre-packs branch-local weights;
+weights referenced from the outer scope ran 60-75 % slower in a probe). Each depth keeps its own BN
+statistics as a per-channel affine after an unbiased convolution, which onnxruntime folds into the
+convolution when the session starts. Because the convolution weights are then byte-identical in
+every branch that uses them, they are written ONCE to an external-data file beside the graph and
+every branch points at the same bytes: the files are about the size of the full-depth graph, while
+each branch runs like a per-depth graph.
 A depth the graph lacks makes onnxruntime fail with an out-of-bounds Gather error.
 """
 
@@ -62,15 +63,26 @@ def _failing_branch(valid: list[int]) -> Any:
     fails with "idx=10000NN must be within ..." (NN = the depth asked for) instead of running a wrong depth."""
     onnx = _onnx()
     TensorProto, helper, numpy_helper = onnx.TensorProto, onnx.helper, onnx.numpy_helper
-    inits = [numpy_helper.from_array(np.asarray(valid, dtype=np.float32), "invalid_depth/valid_depths"),
-             numpy_helper.from_array(np.asarray(1_000_000, dtype=np.int64), "invalid_depth/offset"),
-             numpy_helper.from_array(np.asarray([1, -1], dtype=np.int64), "invalid_depth/shape")]
-    nodes = [helper.make_node("Add", ["depth", "invalid_depth/offset"], ["invalid_depth/index"],
-                              name="invalid_depth/index"),
-             helper.make_node("Gather", ["invalid_depth/valid_depths", "invalid_depth/index"],
-                              ["invalid_depth/value"], name="invalid_depth/gather_out_of_range"),
-             helper.make_node("Reshape", ["invalid_depth/value", "invalid_depth/shape"], ["invalid_depth/logits"],
-                              name="invalid_depth/reshape")]
+    inits = [
+        numpy_helper.from_array(np.asarray(valid, dtype=np.float32), "invalid_depth/valid_depths"),
+        numpy_helper.from_array(np.asarray(1_000_000, dtype=np.int64), "invalid_depth/offset"),
+        numpy_helper.from_array(np.asarray([1, -1], dtype=np.int64), "invalid_depth/shape"),
+    ]
+    nodes = [
+        helper.make_node("Add", ["depth", "invalid_depth/offset"], ["invalid_depth/index"], name="invalid_depth/index"),
+        helper.make_node(
+            "Gather",
+            ["invalid_depth/valid_depths", "invalid_depth/index"],
+            ["invalid_depth/value"],
+            name="invalid_depth/gather_out_of_range",
+        ),
+        helper.make_node(
+            "Reshape",
+            ["invalid_depth/value", "invalid_depth/shape"],
+            ["invalid_depth/logits"],
+            name="invalid_depth/reshape",
+        ),
+    ]
     out = helper.make_tensor_value_info("invalid_depth/logits", TensorProto.FLOAT, None)
     return helper.make_graph(nodes, "invalid_depth", [], [out], initializer=inits)
 
@@ -93,21 +105,33 @@ def build_selector_model(models: dict[int, Any], *, opset: int, batch: int | Non
         depth = depths[position]
         then_graph = _branch_from_model(models[depth], f"d{depth}/")
         out_name = OUTPUT_NAME if position == 0 else f"select_{depth}/logits"
-        const = helper.make_node("Constant", [], [f"select_{depth}/value"],
-                                 value=helper.make_tensor(f"select_{depth}/v", TensorProto.INT64, [], [depth]),
-                                 name=f"select_{depth}/const")
-        equal = helper.make_node("Equal", ["depth", f"select_{depth}/value"], [f"select_{depth}/cond"],
-                                 name=f"select_{depth}/equal")
-        if_node = helper.make_node("If", [f"select_{depth}/cond"], [out_name], name=f"select_{depth}/if",
-                                   then_branch=then_graph, else_branch=else_graph)
+        const = helper.make_node(
+            "Constant",
+            [],
+            [f"select_{depth}/value"],
+            value=helper.make_tensor(f"select_{depth}/v", TensorProto.INT64, [], [depth]),
+            name=f"select_{depth}/const",
+        )
+        equal = helper.make_node(
+            "Equal", ["depth", f"select_{depth}/value"], [f"select_{depth}/cond"], name=f"select_{depth}/equal"
+        )
+        if_node = helper.make_node(
+            "If",
+            [f"select_{depth}/cond"],
+            [out_name],
+            name=f"select_{depth}/if",
+            then_branch=then_graph,
+            else_branch=else_graph,
+        )
         if position == 0:
             main_nodes = [const, equal, if_node]
         else:
             branch_out = helper.make_tensor_value_info(out_name, TensorProto.FLOAT, None)
             else_graph = helper.make_graph([const, equal, if_node], f"select_{depth}", [], [branch_out])
     graph = helper.make_graph(main_nodes, "ddnn_selector", [input_info, depth_info], [output_info])
-    model = helper.make_model(graph, opset_imports=list(first.opset_import),
-                              producer_name="ddnn-deploy", ir_version=first.ir_version)
+    model = helper.make_model(
+        graph, opset_imports=list(first.opset_import), producer_name="ddnn-deploy", ir_version=first.ir_version
+    )
     return model
 
 

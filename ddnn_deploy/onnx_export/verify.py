@@ -29,8 +29,9 @@ def ort_session(path: Path, threads: int = 1):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def parity_inputs(input_shape: tuple[int, ...], batch: int | None, real: np.ndarray | None,
-                  seed: int = 0) -> list[tuple[str, np.ndarray]]:
+def parity_inputs(
+    input_shape: tuple[int, ...], batch: int | None, real: np.ndarray | None, seed: int = 0
+) -> list[tuple[str, np.ndarray]]:
     """(name, float32 NCHW input) pairs: real samples when available, random at several batch sizes."""
     rng = np.random.default_rng(seed)
     sizes = [batch] if batch else [1, 3, 8]
@@ -40,14 +41,18 @@ def parity_inputs(input_shape: tuple[int, ...], batch: int | None, real: np.ndar
             real = real[: (len(real) // batch) * batch] if len(real) >= batch else None
         if real is not None and len(real):
             for start in range(0, len(real), batch or 32):
-                feeds.append(("real", real[start: start + (batch or 32)]))
+                feeds.append(("real", real[start : start + (batch or 32)]))
     for size in sizes:
         feeds.append((f"random-b{size}", rng.standard_normal((size, *input_shape)).astype(np.float32)))
     return feeds
 
 
-def measure_parity(reference: Callable[[torch.Tensor], torch.Tensor], session: Any, feeds: list[tuple[str, np.ndarray]],
-                   extra_inputs: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+def measure_parity(
+    reference: Callable[[torch.Tensor], torch.Tensor],
+    session: Any,
+    feeds: list[tuple[str, np.ndarray]],
+    extra_inputs: dict[str, np.ndarray] | None = None,
+) -> dict[str, float]:
     """Worst absolute error and the logits' scale, separately for real and random inputs; ``reference``
     maps a float32 NCHW batch to PyTorch's logits."""
     worst = {"real": 0.0, "random": 0.0}
@@ -61,5 +66,9 @@ def measure_parity(reference: Callable[[torch.Tensor], torch.Tensor], session: A
             kind = "real" if name == "real" else "random"
             worst[kind] = max(worst[kind], float(np.abs(got - expected).max()))
             scale = max(scale, float(np.abs(expected).max()))
-    return {"max_abs_err_real": worst["real"], "max_abs_err_random": worst["random"],
-            "logit_scale": scale, "max_rel_err": max(worst.values()) / max(scale, 1e-12)}
+    return {
+        "max_abs_err_real": worst["real"],
+        "max_abs_err_random": worst["random"],
+        "logit_scale": scale,
+        "max_rel_err": max(worst.values()) / max(scale, 1e-12),
+    }

@@ -1,7 +1,7 @@
 """onnxsim in a child process with a timeout: onnxsim can segfault, which no try/except catches.
 
 ``simplify_in_child(src, dst, timeout)`` returns ``(ok, reason)``; on any failure the caller keeps
-the unsimplified graph and records the reason. Run as ``python -m ddnn_deploy.export.simplify SRC DST``.
+the unsimplified graph and records the reason. Run as ``python -m <this module> SRC DST``.
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-CHILD_COMMAND = (sys.executable, "-m", "ddnn_deploy.export.simplify")
+CHILD_COMMAND = (sys.executable, "-m", __name__)  # this module, whatever the package is called
 
 
-def simplify_in_child(src: Path, dst: Path, timeout: float = 300.0,
-                      command: tuple[str, ...] = CHILD_COMMAND) -> tuple[bool, str]:
+def simplify_in_child(
+    src: Path, dst: Path, timeout: float = 300.0, command: tuple[str, ...] = CHILD_COMMAND
+) -> tuple[bool, str]:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     try:
-        result = subprocess.run([*command, str(src), str(dst)],
-                                capture_output=True, text=True, timeout=timeout, env=env)
+        result = subprocess.run(
+            [*command, str(src), str(dst)], capture_output=True, text=True, timeout=timeout, env=env
+        )
     except subprocess.TimeoutExpired:
         return False, f"onnxsim timed out after {timeout:.0f} s"
     if result.returncode != 0:

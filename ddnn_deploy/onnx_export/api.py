@@ -7,7 +7,6 @@ every artifact passed verification; a failed export leaves whatever was at the t
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import shutil
 import sys
@@ -27,6 +26,7 @@ from ..checkpoint import Checkpoint, content_sha256, load_checkpoint
 from ..errors import DataError, DDNNError, ParityError, UsageError, optional_import
 from ..formats.manifest import FORMAT as MANIFEST_FORMAT
 from ..formats.manifest import VERSION as MANIFEST_VERSION
+from ..formats.manifest import Manifest, parse_manifest, write_manifest
 from ..models import DepthNet, count_macs
 from ..spec import DepthConfig, DepthsLike, parse_depths
 from .fp16 import write_fp16_copy
@@ -38,12 +38,26 @@ from .subnet import extract_subnet
 from .verify import check_model, measure_parity, ort_session, parity_inputs
 
 
-def export(ckpt: Checkpoint | str | os.PathLike, out: str | os.PathLike, *, depths: DepthsLike = None,
-           selector: bool = False, opset: int = DEFAULT_OPSET, input_size: int | None = None,
-           batch: int | None = None, simplify: bool = True, force: bool = False, exporter: str = "torchscript",
-           tolerance: float = FP32_TOLERANCE, real_samples: int = 64, simplify_timeout: float = 300.0,
-           fp16: bool = False, fp16_tolerance: float = FP16_TOLERANCE, progress: bool = True,
-           log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def export(
+    ckpt: Checkpoint | str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    depths: DepthsLike = None,
+    selector: bool = False,
+    opset: int = DEFAULT_OPSET,
+    input_size: int | None = None,
+    batch: int | None = None,
+    simplify: bool = True,
+    force: bool = False,
+    exporter: str = "torchscript",
+    tolerance: float = FP32_TOLERANCE,
+    real_samples: int = 64,
+    simplify_timeout: float = 300.0,
+    fp16: bool = False,
+    fp16_tolerance: float = FP16_TOLERANCE,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Manifest:
     """Export and verify every depth; returns the manifest (also written to ``OUT/manifest.json``).
 
     ``ckpt`` is a checkpoint file or a ``Checkpoint`` object. For a file the manifest records its
@@ -54,10 +68,24 @@ def export(ckpt: Checkpoint | str | os.PathLike, out: str | os.PathLike, *, dept
     receives one status line per step. A failed export leaves ``out`` untouched.
     """
     started = time.time()
-    _check_arguments(ckpt=ckpt, out=out, selector=selector, opset=opset, input_size=input_size, batch=batch,
-                     simplify=simplify, force=force, exporter=exporter, tolerance=tolerance,
-                     real_samples=real_samples, simplify_timeout=simplify_timeout, fp16=fp16,
-                     fp16_tolerance=fp16_tolerance, progress=progress, log=log)
+    _check_arguments(
+        ckpt=ckpt,
+        out=out,
+        selector=selector,
+        opset=opset,
+        input_size=input_size,
+        batch=batch,
+        simplify=simplify,
+        force=force,
+        exporter=exporter,
+        tolerance=tolerance,
+        real_samples=real_samples,
+        simplify_timeout=simplify_timeout,
+        fp16=fp16,
+        fp16_tolerance=fp16_tolerance,
+        progress=progress,
+        log=log,
+    )
     out = Path(out)
     ckpt_path = None if isinstance(ckpt, Checkpoint) else Path(ckpt)
     _prepare_target(out, force, ckpt_path)
@@ -71,33 +99,70 @@ def export(ckpt: Checkpoint | str | os.PathLike, out: str | os.PathLike, *, dept
     _probe(model, shape, configs[0])
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent if str(out.parent) else "."))
     try:
-        job = _Job(checkpoint, ckpt_sha, model, tmp, shape, opset, batch, exporter, tolerance,
-                   _real_samples(checkpoint, shape, real_samples), simplify, simplify_timeout,
-                   log or (lambda message: None))
-        artifacts = _write_artifacts(job, configs, selector=selector, fp16=fp16, fp16_tolerance=fp16_tolerance,
-                                     progress=progress)
-        manifest = build_manifest(checkpoint, ckpt_path, ckpt_sha, shape=shape, batch=batch,
-                                  artifacts=artifacts, seconds=time.time() - started)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        job = _Job(
+            checkpoint,
+            ckpt_sha,
+            model,
+            tmp,
+            shape,
+            opset,
+            batch,
+            exporter,
+            tolerance,
+            _real_samples(checkpoint, shape, real_samples),
+            simplify,
+            simplify_timeout,
+            log or (lambda message: None),
+        )
+        artifacts = _write_artifacts(
+            job, configs, selector=selector, fp16=fp16, fp16_tolerance=fp16_tolerance, progress=progress
+        )
+        manifest = parse_manifest(
+            build_manifest(
+                checkpoint,
+                ckpt_path,
+                ckpt_sha,
+                shape=shape,
+                batch=batch,
+                artifacts=artifacts,
+                seconds=time.time() - started,
+            ),
+            where="the manifest being written",
+            fix="this is a bug in ddnn-deploy",
+        )
+        write_manifest(tmp, manifest)
         _commit_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    manifest._root = out
     return manifest
 
 
-def build_manifest(ckpt: Checkpoint, ckpt_path: Path | None, ckpt_sha: str, *, shape: tuple[int, int, int],
-                   batch: int | None, artifacts: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+def build_manifest(
+    ckpt: Checkpoint,
+    ckpt_path: Path | None,
+    ckpt_sha: str,
+    *,
+    shape: tuple[int, int, int],
+    batch: int | None,
+    artifacts: list[dict[str, Any]],
+    seconds: float,
+) -> dict[str, Any]:
     """The export directory's ``manifest.json`` content (README, "Export directory")."""
     batch_dim: int | str = batch if batch else "batch"
     return {
-        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "tool_version": __version__,
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "tool_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": {"path": None if ckpt_path is None else str(ckpt_path), "sha256": ckpt_sha},
-        "arch": ckpt.arch, "dataset": ckpt.dataset,
+        "arch": ckpt.arch,
+        "dataset": ckpt.dataset,
         "input": {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "shape": [batch_dim, *shape]},
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [batch_dim, len(ckpt.class_names) or None]},
-        "preprocess": ckpt.preprocess, "class_names": ckpt.class_names,
+        "preprocess": ckpt.preprocess,
+        "class_names": ckpt.class_names,
         "export_seconds": round(seconds, 1),
         "artifacts": artifacts,
     }
@@ -119,9 +184,19 @@ def _check_arguments(*, ckpt: Any, out: Any, log: Any, exporter: Any, **values: 
     if exporter not in EXPORTERS:
         raise UsageError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
     kinds: dict[str, tuple[type, ...]] = {
-        "selector": (bool,), "simplify": (bool,), "force": (bool,), "fp16": (bool,), "progress": (bool,),
-        "opset": (int,), "real_samples": (int,), "input_size": (int, type(None)), "batch": (int, type(None)),
-        "tolerance": (int, float), "fp16_tolerance": (int, float), "simplify_timeout": (int, float)}
+        "selector": (bool,),
+        "simplify": (bool,),
+        "force": (bool,),
+        "fp16": (bool,),
+        "progress": (bool,),
+        "opset": (int,),
+        "real_samples": (int,),
+        "input_size": (int, type(None)),
+        "batch": (int, type(None)),
+        "tolerance": (int, float),
+        "fp16_tolerance": (int, float),
+        "simplify_timeout": (int, float),
+    }
     for name, value in values.items():
         is_bool = isinstance(value, bool)
         if not isinstance(value, kinds[name]) or (is_bool and bool not in kinds[name]):
@@ -165,8 +240,9 @@ def _probe(model: DepthNet, shape: tuple[int, int, int], config: DepthConfig) ->
         with torch.no_grad():
             model(torch.zeros(1, *shape), config)
     except RuntimeError:
-        raise UsageError(f"{model.spec.name} cannot run at input size {shape[1]}; "
-                         "choose a larger --input-size") from None
+        raise UsageError(
+            f"{model.spec.name} cannot run at input size {shape[1]}; choose a larger --input-size"
+        ) from None
 
 
 def _commit_directory(tmp: Path, out: Path) -> None:
@@ -224,29 +300,44 @@ class _Job:
         return parity_inputs(self.shape, self.batch, self.real)
 
     def parity_record(self, parity: dict[str, float], tolerance: float) -> dict[str, Any]:
-        return {**parity, "tolerance": tolerance, "real_samples": 0 if self.real is None else int(len(self.real)),
-                "batch_sizes": [self.batch] if self.batch else [1, 3, 8]}
+        return {
+            **parity,
+            "tolerance": tolerance,
+            "real_samples": 0 if self.real is None else int(len(self.real)),
+            "batch_sizes": [self.batch] if self.batch else [1, 3, 8],
+        }
 
     def metadata(self, info: dict[str, Any], kind: str) -> dict[str, Any]:
         ckpt = self.ckpt
-        return {"ddnn.kind": kind, "ddnn.depth": info["depth"], "ddnn.blocks": info["blocks"],
-                "ddnn.architecture": ckpt.arch, "ddnn.preprocess": ckpt.preprocess,
-                "ddnn.class_names": ckpt.class_names, "ddnn.checkpoint_sha256": self.ckpt_sha,
-                "ddnn.exporter": self.exporter, "ddnn.opset": str(self.opset), "ddnn.tool_version": __version__}
+        return {
+            "ddnn.kind": kind,
+            "ddnn.depth": info["depth"],
+            "ddnn.blocks": info["blocks"],
+            "ddnn.architecture": ckpt.arch,
+            "ddnn.preprocess": ckpt.preprocess,
+            "ddnn.class_names": ckpt.class_names,
+            "ddnn.checkpoint_sha256": self.ckpt_sha,
+            "ddnn.exporter": self.exporter,
+            "ddnn.opset": str(self.opset),
+            "ddnn.tool_version": __version__,
+        }
 
     def file_record(self, path: Path) -> dict[str, Any]:
-        return {"path": path.relative_to(self.root).as_posix(), "sha256": sha256_file(path),
-                "bytes": path.stat().st_size}
+        return {
+            "path": path.relative_to(self.root).as_posix(),
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+        }
 
 
-def _write_artifacts(job: _Job, configs: list[DepthConfig], *, selector: bool, fp16: bool, fp16_tolerance: float,
-                     progress: bool) -> list[dict[str, Any]]:
+def _write_artifacts(
+    job: _Job, configs: list[DepthConfig], *, selector: bool, fp16: bool, fp16_tolerance: float, progress: bool
+) -> list[dict[str, Any]]:
     """Every artifact of the export, in manifest order: per-depth FP32, their FP16 copies, the selector."""
     from tqdm.auto import tqdm
 
     steps = len(configs) * (2 if fp16 else 1) + (1 if selector else 0)
-    with tqdm(total=steps, desc="export", unit="graph", leave=False, file=sys.stderr,
-              disable=not progress) as bar:
+    with tqdm(total=steps, desc="export", unit="graph", leave=False, file=sys.stderr, disable=not progress) as bar:
         artifacts = []
         for config in configs:
             artifacts.append(_export_depth(job, config))
@@ -266,7 +357,8 @@ def _check_parity(parity: dict[str, float], where: str, tolerance: float) -> Non
         raise ParityError(
             f"parity check failed at {where}: max abs error "
             f"{max(parity['max_abs_err_real'], parity['max_abs_err_random']):.3g} is "
-            f"{parity['max_rel_err']:.3g} of the logits' scale (tolerance {tolerance:g})")
+            f"{parity['max_rel_err']:.3g} of the logits' scale (tolerance {tolerance:g})"
+        )
 
 
 def _export_depth(job: _Job, config: DepthConfig) -> dict[str, Any]:
@@ -276,8 +368,14 @@ def _export_depth(job: _Job, config: DepthConfig) -> dict[str, Any]:
     job.log(f"depth {depth} ({config}): exporting")
     name = f"{job.ckpt.arch}-d{depth}.onnx"
     path, raw_path = job.root / name, job.root / f".{name}.raw"
-    export_onnx(extract_subnet(job.model, config, fold="conv"), raw_path, input_shape=job.shape, opset=job.opset,
-                batch=job.batch, exporter=job.exporter)
+    export_onnx(
+        extract_subnet(job.model, config, fold="conv"),
+        raw_path,
+        input_shape=job.shape,
+        opset=job.opset,
+        batch=job.batch,
+        exporter=job.exporter,
+    )
     proto = onnx.load(str(raw_path))
     set_metadata(proto, job.metadata({"depth": depth, "blocks": list(config.blocks)}, kind="depth"))
     onnx.save(proto, str(raw_path))
@@ -290,17 +388,28 @@ def _export_depth(job: _Job, config: DepthConfig) -> dict[str, Any]:
         _check_parity(parity, f"depth {depth}", job.tolerance)
         os.replace(raw_path, path)
     raw_path.unlink(missing_ok=True)
-    record = {"depth": depth, "blocks": list(config.blocks), "kind": "depth", "precision": "fp32",
-              **job.file_record(path), "params": job.model.count_params(config),
-              "macs": count_macs(job.model, config, job.shape), "opset": job.opset, "exporter": job.exporter,
-              "simplified": simplified, "simplify_note": note, "batch": job.batch,
-              "parity": job.parity_record(parity, job.tolerance)}
+    record = {
+        "depth": depth,
+        "blocks": list(config.blocks),
+        "kind": "depth",
+        "precision": "fp32",
+        **job.file_record(path),
+        "params": job.model.count_params(config),
+        "macs": count_macs(job.model, config, job.shape),
+        "opset": job.opset,
+        "exporter": job.exporter,
+        "simplified": simplified,
+        "simplify_note": note,
+        "batch": job.batch,
+        "parity": job.parity_record(parity, job.tolerance),
+    }
     job.log(f"depth {depth}: ok, {record['bytes'] / 1e6:.2f} MB, max relative error {parity['max_rel_err']:.2e}")
     return record
 
 
-def _simplified(job: _Job, config: DepthConfig, raw_path: Path,
-                path: Path) -> tuple[bool, str, dict[str, float] | None]:
+def _simplified(
+    job: _Job, config: DepthConfig, raw_path: Path, path: Path
+) -> tuple[bool, str, dict[str, float] | None]:
     """onnxsim in a child process; ``(True, "ok", parity)`` with the simplified graph moved to ``path``
     when it passes verification, else ``(False, why, None)`` and the raw graph stays the candidate."""
     job.log(f"depth {job.ckpt.spec.depth_of(config)}: simplifying with onnxsim (child process)")
@@ -312,8 +421,14 @@ def _simplified(job: _Job, config: DepthConfig, raw_path: Path,
         check_model(sim_path)
         parity = measure_parity(job.reference(config), ort_session(sim_path), job.feeds())
         if parity["max_rel_err"] > job.tolerance:
-            return False, (f"onnxsim changed the outputs (relative error {parity['max_rel_err']:.3g}); "
-                           "kept the unsimplified graph"), None
+            return (
+                False,
+                (
+                    f"onnxsim changed the outputs (relative error {parity['max_rel_err']:.3g}); "
+                    "kept the unsimplified graph"
+                ),
+                None,
+            )
         os.replace(sim_path, path)
         return True, "ok", parity
     except DDNNError as exc:
@@ -332,8 +447,13 @@ def _export_fp16(job: _Job, fp32: dict[str, Any], tolerance: float) -> dict[str,
     parity = measure_parity(job.reference(config), ort_session(path), job.feeds())
     _check_parity(parity, f"depth {fp32['depth']} (fp16)", tolerance)
     job.log(f"depth {fp32['depth']}: fp16 ok, max relative error {parity['max_rel_err']:.2e}")
-    return {**fp32, "precision": "fp16", **job.file_record(path), "from": fp32["path"],
-            "parity": job.parity_record(parity, tolerance)}
+    return {
+        **fp32,
+        "precision": "fp16",
+        **job.file_record(path),
+        "from": fp32["path"],
+        "parity": job.parity_record(parity, tolerance),
+    }
 
 
 def _export_selector(job: _Job, configs: list[DepthConfig]) -> dict[str, Any]:
@@ -344,8 +464,14 @@ def _export_selector(job: _Job, configs: list[DepthConfig]) -> dict[str, Any]:
     protos = {}
     for config in configs:
         part = job.root / f".selector-part-{config}.onnx"
-        export_onnx(extract_subnet(job.model, config, fold="none"), part, input_shape=job.shape, opset=job.opset,
-                    batch=job.batch, exporter=job.exporter)
+        export_onnx(
+            extract_subnet(job.model, config, fold="none"),
+            part,
+            input_shape=job.shape,
+            opset=job.opset,
+            batch=job.batch,
+            exporter=job.exporter,
+        )
         protos[spec.depth_of(config)] = onnx.load(str(part))
         part.unlink()
     selector = build_selector_model(protos, opset=job.opset, batch=job.batch)
@@ -357,21 +483,36 @@ def _export_selector(job: _Job, configs: list[DepthConfig]) -> dict[str, Any]:
     check_model(path)
     session, feeds, per_depth = ort_session(path), job.feeds(), {}
     for config, depth in zip(configs, depths):
-        parity = measure_parity(job.reference(config), session, feeds,
-                                extra_inputs={"depth": np.asarray(depth, dtype=np.int64)})
+        parity = measure_parity(
+            job.reference(config), session, feeds, extra_inputs={"depth": np.asarray(depth, dtype=np.int64)}
+        )
         _check_parity(parity, f"depth {depth} of the selector graph", job.tolerance)
         per_depth[str(depth)] = parity
     data = job.root / f"{path.name}.data"
-    record = {"depth": depths, "blocks": info["blocks"], "kind": "selector", "precision": "fp32",
-              **job.file_record(path), "data": job.file_record(data),
-              "params": sum(p.numel() for p in job.model.parameters()),
-              "macs": {str(d): count_macs(job.model, c, job.shape) for d, c in zip(depths, configs)},
-              "opset": job.opset, "exporter": job.exporter, "simplified": False,
-              "simplify_note": "not simplified: branches keep raw convolution weights so they can share bytes",
-              "batch": job.batch, "weights": sizes,
-              "parity": {"per_depth": per_depth, "tolerance": job.tolerance,
-                         "max_rel_err": max(p["max_rel_err"] for p in per_depth.values())}}
+    record = {
+        "depth": depths,
+        "blocks": info["blocks"],
+        "kind": "selector",
+        "precision": "fp32",
+        **job.file_record(path),
+        "data": job.file_record(data),
+        "params": sum(p.numel() for p in job.model.parameters()),
+        "macs": {str(d): count_macs(job.model, c, job.shape) for d, c in zip(depths, configs)},
+        "opset": job.opset,
+        "exporter": job.exporter,
+        "simplified": False,
+        "simplify_note": "not simplified: branches keep raw convolution weights so they can share bytes",
+        "batch": job.batch,
+        "weights": sizes,
+        "parity": {
+            "per_depth": per_depth,
+            "tolerance": job.tolerance,
+            "max_rel_err": max(p["max_rel_err"] for p in per_depth.values()),
+        },
+    }
     record["bytes"] += record["data"]["bytes"]
-    job.log(f"selector: ok, {record['bytes'] / 1e6:.2f} MB on disk ({sizes['stored_bytes'] / 1e6:.2f} MB of "
-            f"weights stored for {sizes['referenced_bytes'] / 1e6:.2f} MB referenced)")
+    job.log(
+        f"selector: ok, {record['bytes'] / 1e6:.2f} MB on disk ({sizes['stored_bytes'] / 1e6:.2f} MB of "
+        f"weights stored for {sizes['referenced_bytes'] / 1e6:.2f} MB referenced)"
+    )
     return record
