@@ -26,7 +26,7 @@ def test_readme_python_api_runs_as_written(tmp_path, fashion_mnist_dir):
         [sys.executable, "-c", readme_api_block()], cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.search(r"^depth (8|14) (fp32|int8): \d+\.\d{3} ms, top-1 9\d\.\d\d%$", result.stdout, flags=re.M), (
+    assert re.search(r"^depth (8|20) (fp32|int8): \d+\.\d{3} ms, top-1 9\d\.\d\d%$", result.stdout, flags=re.M), (
         result.stdout
     )
     manifest = (tmp_path / "artifacts" / "api" / "manifest.json").read_text()

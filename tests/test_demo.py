@@ -69,7 +69,7 @@ def test_demo_accuracy_on_a_test_subset_matches_the_recorded_full_test_set(demo_
 def test_demo_exports_with_parity(tmp_path, fashion_mnist_dir):
     from ddnn_deploy import export
 
-    manifest = export(DEMO_CKPT, tmp_path / "a", depths="8,20", simplify=False)
+    manifest = export(DEMO_CKPT, tmp_path / "a", depths="8,20", simplify=False).to_json_dict()
     for artifact in manifest["artifacts"]:
         assert artifact["parity"]["max_rel_err"] < 1e-5 and artifact["parity"]["real_samples"] == 64
     assert json.loads((tmp_path / "a" / "manifest.json").read_text())["class_names"][9] == "Ankle boot"

@@ -30,7 +30,7 @@ def _run(path, x, depth=None):
 def exported(tiny_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "artifacts"
     messages = []
-    manifest = export(tiny_ckpt, out, selector=True, progress=False, log=messages.append)
+    manifest = export(tiny_ckpt, out, selector=True, progress=False, log=messages.append).to_json_dict()
     assert "depth 8 (1-1-1): exporting" in messages and any(m.startswith("selector: ok") for m in messages)
     return out, manifest
 
@@ -98,7 +98,7 @@ def test_selector_equals_per_depth_graphs_and_stores_weights_once(exported):
 
 
 def test_static_batch_input_size_and_no_simplify(tiny_ckpt, tmp_path):
-    manifest = export(tiny_ckpt, tmp_path / "b2", depths="8", batch=2, input_size=32, simplify=False)
+    manifest = export(tiny_ckpt, tmp_path / "b2", depths="8", batch=2, input_size=32, simplify=False).to_json_dict()
     a = manifest["artifacts"][0]
     assert a["simplified"] is False and "skipped" in a["simplify_note"] and a["batch"] == 2
     assert manifest["input"]["shape"] == [2, 1, 32, 32]
@@ -120,7 +120,7 @@ def test_onnxsim_crash_or_hang_keeps_the_unsimplified_graph(tiny_ckpt, tmp_path,
         return simplify_in_child(src_path, dst_path, timeout, command=segfault)
 
     monkeypatch.setattr(api, "simplify_in_child", crashing)
-    manifest = export(tiny_ckpt, tmp_path / "out", depths="8")
+    manifest = export(tiny_ckpt, tmp_path / "out", depths="8").to_json_dict()
     a = manifest["artifacts"][0]
     assert a["simplified"] is False and "signal 11" in a["simplify_note"]
     assert a["parity"]["max_rel_err"] <= 1e-4
@@ -160,7 +160,7 @@ def test_force_replaces_a_previous_export(tiny_ckpt, tmp_path):
 
 def test_dynamo_exporter_is_recorded_and_verified(tiny_ckpt, tmp_path):
     pytest.importorskip("onnxscript", reason="the dynamo exporter needs onnxscript (in the export extra)")
-    manifest = export(tiny_ckpt, tmp_path / "dyn", depths="8", exporter="dynamo", simplify=False)
+    manifest = export(tiny_ckpt, tmp_path / "dyn", depths="8", exporter="dynamo", simplify=False).to_json_dict()
     a = manifest["artifacts"][0]
     assert a["exporter"] == "dynamo" and a["parity"]["max_rel_err"] <= 1e-4
     assert a["parity"]["batch_sizes"] == [1, 3, 8]  # the dynamic batch axis works
@@ -169,7 +169,7 @@ def test_dynamo_exporter_is_recorded_and_verified(tiny_ckpt, tmp_path):
 
 
 def test_fp16_graphs_for_tensorrt_11(tiny_ckpt, tmp_path):
-    manifest = export(tiny_ckpt, tmp_path / "h", depths="14", fp16=True, simplify=False)
+    manifest = export(tiny_ckpt, tmp_path / "h", depths="14", fp16=True, simplify=False).to_json_dict()
     fp32, fp16 = manifest["artifacts"]
     assert (fp32["precision"], fp16["precision"]) == ("fp32", "fp16") and fp16["from"] == fp32["path"]
     assert fp16["bytes"] < 0.6 * fp32["bytes"]  # weights stored in half precision
@@ -184,7 +184,9 @@ def test_fp16_graphs_for_tensorrt_11(tiny_ckpt, tmp_path):
 
 def test_checkpoint_object_depth_forms_and_argument_types(tiny_ckpt, tmp_path):
     ckpt = load_checkpoint(tiny_ckpt)
-    manifest = export(ckpt, tmp_path / "obj", depths=[DepthConfig((2, 2, 2)), "1-1-1"], simplify=False, progress=False)
+    manifest = export(
+        ckpt, tmp_path / "obj", depths=[DepthConfig((2, 2, 2)), "1-1-1"], simplify=False, progress=False
+    ).to_json_dict()
     assert manifest["checkpoint"] == {"path": None, "sha256": content_sha256(ckpt)}
     assert [a["depth"] for a in manifest["artifacts"]] == [8, 14]
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "obj" / manifest["artifacts"][0]["path"])).metadata_props}

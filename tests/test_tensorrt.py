@@ -64,7 +64,7 @@ def test_engine_builds_caches_and_matches_onnxruntime(tiny_ckpt, tmp_path):  # p
     from ddnn_deploy import export
     from ddnn_deploy.runners import OrtRunner
 
-    manifest = export(tiny_ckpt, tmp_path / "a", depths="8", simplify=False)
+    manifest = export(tiny_ckpt, tmp_path / "a", depths="8", simplify=False).to_json_dict()
     onnx_file = tmp_path / "a" / manifest["artifacts"][0]["path"]
     x = np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32)
     with OrtRunner(onnx_file) as ort_runner:

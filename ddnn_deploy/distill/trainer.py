@@ -27,6 +27,7 @@ from ..data import ImageDataset, load_dataset
 from ..errors import CheckpointError, DataError, UsageError
 from ..evaluation import evaluate
 from ..models import DepthNet, build_model, count_macs, recalibrate_bn
+from ..progress import progress_bar
 from ..spec import ArchSpec, DepthConfig, arch_spec, parse_depths
 from .config import MODES, TrainConfig
 from .task import DistillTask
@@ -99,11 +100,7 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+    return progress_bar(iterable, enabled=enabled, total=total, desc=desc)
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -418,14 +415,14 @@ def _train_epoch(run: _Run, epoch: int, normalize: Normalizer) -> Sums:
                 s[0] += float(F.cross_entropy(z.float(), target)) * len(target)
                 s[1] += int((z.argmax(1) == target).sum())
                 s[2] += len(target)
-        if hasattr(bar, "set_postfix_str"):
+        if not bar.disable:  # the postfix costs a device sync per step: only when the bar is shown
             bar.set_postfix_str(
                 " ".join(
                     f"d{run.spec.depth_of(d)} {sums[str(d)][0] / sums[str(d)][2]:.3f}/"
                     f"{100 * sums[str(d)][1] / sums[str(d)][2]:.1f}%"
                     for d in run.task.depths
                 )
-                + f" kl {float(parts['kl']):.3f} at {float(parts['at']):.4f}"
+                + f" kl {float(parts['kl'].detach()):.3f} at {float(parts['at'].detach()):.4f}"
             )
     return sums
 

@@ -23,6 +23,7 @@ from ..errors import INSTALL_HINTS, MissingDependencyError, UsageError
 from ..formats.manifest import Manifest, read_manifest
 from ..formats.profiles import PRECISIONS, DeviceProfile, TimingSettings, get_profile
 from ..formats.results import BenchResults, ResultRow, write_results
+from ..progress import progress_bar
 from .environment import capture, warnings_for
 from .plan import DatasetRef, Job, plan_jobs
 from .worker import error_rows
@@ -117,11 +118,7 @@ def _row(job: Job, raw: dict[str, Any], profile: DeviceProfile, log: Log) -> Res
 
 
 def run_jobs(jobs: list[Job], profile: DeviceProfile, *, timeout: float, progress: bool, log: Log) -> list[ResultRow]:
-    iterator: Any = jobs
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(jobs, desc=f"bench on {profile.name}", unit="depth", leave=False)
+    iterator = progress_bar(jobs, enabled=progress, desc=f"bench on {profile.name}", unit="depth")
     rows = []
     for job in iterator:
         if hasattr(iterator, "set_postfix_str"):

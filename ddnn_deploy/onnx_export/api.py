@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from ..formats.manifest import FORMAT as MANIFEST_FORMAT
 from ..formats.manifest import VERSION as MANIFEST_VERSION
 from ..formats.manifest import Manifest, parse_manifest, write_manifest
 from ..models import DepthNet, count_macs
+from ..progress import progress_bar
 from ..spec import DepthConfig, DepthsLike, parse_depths
 from .fp16 import write_fp16_copy
 from .onnx_graph import export_onnx, set_metadata
@@ -68,24 +68,8 @@ def export(
     receives one status line per step. A failed export leaves ``out`` untouched.
     """
     started = time.time()
-    _check_arguments(
-        ckpt=ckpt,
-        out=out,
-        selector=selector,
-        opset=opset,
-        input_size=input_size,
-        batch=batch,
-        simplify=simplify,
-        force=force,
-        exporter=exporter,
-        tolerance=tolerance,
-        real_samples=real_samples,
-        simplify_timeout=simplify_timeout,
-        fp16=fp16,
-        fp16_tolerance=fp16_tolerance,
-        progress=progress,
-        log=log,
-    )
+    arguments = dict(locals())  # every argument, by name: checked before anything is read or written
+    _check_arguments(**{k: v for k, v in arguments.items() if k not in ("started", "depths")})
     out = Path(out)
     ckpt_path = None if isinstance(ckpt, Checkpoint) else Path(ckpt)
     _prepare_target(out, force, ckpt_path)
@@ -97,39 +81,24 @@ def export(
     shape = _input_shape(checkpoint, input_size)
     model = checkpoint.build()
     _probe(model, shape, configs[0])
+    settings = {k: arguments[k] for k in ("opset", "batch", "exporter", "tolerance", "simplify", "simplify_timeout")}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent if str(out.parent) else "."))
     try:
-        job = _Job(
-            checkpoint,
-            ckpt_sha,
-            model,
-            tmp,
-            shape,
-            opset,
-            batch,
-            exporter,
-            tolerance,
-            _real_samples(checkpoint, shape, real_samples),
-            simplify,
-            simplify_timeout,
-            log or (lambda message: None),
-        )
+        real = _real_samples(checkpoint, shape, real_samples)
+        job = _Job(checkpoint, ckpt_sha, model, tmp, shape, real=real, log=log or (lambda m: None), **settings)
         artifacts = _write_artifacts(
             job, configs, selector=selector, fp16=fp16, fp16_tolerance=fp16_tolerance, progress=progress
         )
-        manifest = parse_manifest(
-            build_manifest(
-                checkpoint,
-                ckpt_path,
-                ckpt_sha,
-                shape=shape,
-                batch=batch,
-                artifacts=artifacts,
-                seconds=time.time() - started,
-            ),
-            where="the manifest being written",
-            fix="this is a bug in ddnn-deploy",
+        record = build_manifest(
+            checkpoint,
+            ckpt_path,
+            ckpt_sha,
+            shape=shape,
+            batch=batch,
+            artifacts=artifacts,
+            seconds=time.time() - started,
         )
+        manifest = parse_manifest(record, where="the manifest being written", fix="this is a bug in ddnn-deploy")
         write_manifest(tmp, manifest)
         _commit_directory(tmp, out)
     except BaseException:
@@ -334,10 +303,8 @@ def _write_artifacts(
     job: _Job, configs: list[DepthConfig], *, selector: bool, fp16: bool, fp16_tolerance: float, progress: bool
 ) -> list[dict[str, Any]]:
     """Every artifact of the export, in manifest order: per-depth FP32, their FP16 copies, the selector."""
-    from tqdm.auto import tqdm
-
     steps = len(configs) * (2 if fp16 else 1) + (1 if selector else 0)
-    with tqdm(total=steps, desc="export", unit="graph", leave=False, file=sys.stderr, disable=not progress) as bar:
+    with progress_bar(total=steps, enabled=progress, desc="export", unit="graph") as bar:
         artifacts = []
         for config in configs:
             artifacts.append(_export_depth(job, config))

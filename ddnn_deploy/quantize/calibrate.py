@@ -25,6 +25,7 @@ from ..atomic import make_readable, sha256_file
 from ..data import ImageDataset, Preprocess, load_dataset
 from ..errors import AccuracyDropError, DataError, UsageError, optional_import
 from ..formats.manifest import Artifact, Manifest, read_manifest, write_manifest
+from ..progress import progress_bar
 from ..runners.accuracy import runner_accuracy
 from ..runners.onnxruntime_runner import OrtRunner
 from .config import QuantConfig
@@ -230,12 +231,7 @@ def calibrate(
     work = Path(tempfile.mkdtemp(prefix=".calibrate-", dir=manifest.root))
     new, failures = [], []
     try:
-        iterator: Any = sources
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(sources, desc=f"INT8 ({config.target})", unit="depth", leave=False)
-        for source in iterator:
+        for source in progress_bar(sources, enabled=progress, desc=f"INT8 ({config.target})", unit="depth"):
             artifact, failure = _calibrate_depth(
                 source, manifest, data, config, work, max_drop=max_drop, threads=threads, log=say
             )
