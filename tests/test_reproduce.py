@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "reproduce_fashion_mnist.py"
 
@@ -40,6 +42,7 @@ def _run(tmp_path, *extra):
     return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_reproduction_script_trains_reports_and_resumes(tmp_path, fashion_mnist_dir):
     first = _run(tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
