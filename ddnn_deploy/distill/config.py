@@ -54,10 +54,10 @@ class TrainConfig:
             raise UsageError(f"unknown training mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.dataset not in DATASETS:
             raise UsageError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        for name in ("epochs", "batch_size", "recal_samples"):
+        for name, least in (("epochs", 0), ("batch_size", 1), ("recal_samples", 1)):  # 0 epochs: recalibrate only
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"TrainConfig.{name} must be a positive integer, not {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise UsageError(f"TrainConfig.{name} must be an integer >= {least}, not {value!r}")
         for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "kl_weight", "at_weight", "temperature"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
