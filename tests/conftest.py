@@ -11,7 +11,6 @@ torch = pytest.importorskip("torch")
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path(os.environ.get("DDNN_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
-DEMO_CKPT = ROOT / "models" / "fmnist-resnet20-ddnn.pt"
 
 
 @pytest.fixture(autouse=True)

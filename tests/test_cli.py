@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,8 +10,9 @@ from click.testing import CliRunner
 
 from ddnn_deploy.cli import cli
 from ddnn_deploy.models import build_model
+from ddnn_deploy.resources import demo_checkpoint
 
-DEMO_CKPT = Path(__file__).resolve().parents[1] / "models" / "fmnist-resnet20-ddnn.pt"
+DEMO_CKPT = demo_checkpoint()  # the one demo path: the library's own
 
 
 def run(*args):
