@@ -113,6 +113,9 @@ INSTALL_HINTS: dict[str, tuple[str, str]] = {
     "matplotlib": ("plots", "pip install matplotlib"),
     "safetensors": ("reading .safetensors weights", "pip install safetensors"),
     "tomli": ("reading TOML on Python < 3.11", "pip install tomli"),
+    "fastapi": ("the server", "pip install 'ddnn-deploy[serve]'"),
+    "uvicorn": ("the server", "pip install 'ddnn-deploy[serve]'"),
+    "prometheus_client": ("the server's metrics", "pip install 'ddnn-deploy[serve]'"),
 }
 
 

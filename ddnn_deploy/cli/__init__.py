@@ -8,8 +8,21 @@ from __future__ import annotations
 from .commands import bench_command, calibrate_command, convert, eval_command, export_command, info, pick_command, train
 from .demo_cmd import demo
 from .main import cli
+from .runtime_cmds import predict_command, serve_command
 
-COMMANDS = (train, eval_command, info, convert, export_command, calibrate_command, bench_command, pick_command, demo)
+COMMANDS = (
+    train,
+    eval_command,
+    info,
+    convert,
+    export_command,
+    calibrate_command,
+    bench_command,
+    pick_command,
+    predict_command,
+    serve_command,
+    demo,
+)
 for _command in COMMANDS:
     cli.add_command(_command)
 

@@ -37,7 +37,7 @@ def _log(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
+def print_table(title: str, columns: list[str], rows: list[list[object]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -142,7 +142,7 @@ def eval_command(ckpt, depths, dataset, data_dir, limit, device, as_json) -> Non
     if as_json:
         _echo_json(result)
         return
-    _print_table(
+    print_table(
         f"{ckpt} on {result['dataset']} (test)",
         ["depth", "blocks", "top-1 %", "top-5 %", "images"],
         [
@@ -185,7 +185,7 @@ def info(arch, ckpt, depths, input_size, in_channels, num_classes, width, as_jso
         + ([f"{r['top1']:.2f}" if r.get("top1") is not None else "-"] if has_top1 else [])
         for r in result["depths"]
     ]
-    _print_table(f"{result['arch']}, input {'x'.join(map(str, result['input_shape']))}", columns, rows)
+    print_table(f"{result['arch']}, input {'x'.join(map(str, result['input_shape']))}", columns, rows)
 
 
 @click.command("convert")
@@ -304,7 +304,7 @@ def export_command(
                 f"{(a.parity or {}).get('max_rel_err', 0):.1e}",
             ]
         )
-    _print_table(
+    print_table(
         f"{out}/manifest.json ({manifest.export_seconds or 0:.0f} s)",
         ["depth", "kind", "file", "size", "params", "onnxsim", "parity (rel)"],
         rows,
@@ -337,7 +337,7 @@ def _print_bench(results, title: str) -> None:
                 r.status if r.status == "ok" else f"{r.status}: {r.error}",
             ]
         )
-    _print_table(
+    print_table(
         title,
         ["depth", "kind", "precision", "batch", "p50 ms", "p90 ms", "img/s", "top-1 %", "peak MB", "status"],
         rows,
@@ -512,7 +512,7 @@ def calibrate_command(
         ]
         for a in manifest.select(precision="int8")
     ]
-    _print_table(
+    print_table(
         f"INT8 artifacts in {artifacts}/manifest.json (the selector graph stays FP32)",
         ["depth", "target", "file", "size", "FP32 top-1 %", "INT8 top-1 %"],
         rows,

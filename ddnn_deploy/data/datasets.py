@@ -193,16 +193,33 @@ def load_cifar_binary(
     return ImageDataset(images, labels, classes, PREPROCESS[name], name)
 
 
-def _decode_center_crop(image_module: ModuleType, path: Path, size: int, resize: int) -> np.ndarray:
-    """One image: RGB, shorter side resized to ``resize``, centre ``size`` x ``size`` crop, as uint8 CHW."""
-    with image_module.open(path) as img:
-        img = img.convert("RGB")
+def resize_center_crop(img: Any, size: int, resize: int | None = None) -> np.ndarray:
+    """A PIL image as the model sees it: RGB, shorter side resized to ``resize`` (default ``size * 256 / 224``),
+    centre ``size`` x ``size`` crop, uint8 CHW. An image already ``size`` x ``size`` is only converted."""
+    img = img.convert("RGB")
+    if img.size != (size, size):
+        resize = resize or int(round(size * 256 / 224))
         w, h = img.size
         scale = resize / min(w, h)
-        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), image_module.BILINEAR)
+        bilinear = optional_import("PIL.Image").Resampling.BILINEAR
+        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), bilinear)
         w, h = img.size
         left, top = (w - size) // 2, (h - size) // 2
-        return np.asarray(img.crop((left, top, left + size, top + size))).transpose(2, 0, 1)
+        img = img.crop((left, top, left + size, top + size))
+    return np.asarray(img).transpose(2, 0, 1)
+
+
+def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 NCHW RGB images with ``channels`` channels: luminance (the channel mean) for 1, as is for 3."""
+    if channels == 1 and images.shape[1] == 3:
+        return np.round(images.astype(np.float32).mean(axis=1, keepdims=True)).astype(np.uint8)
+    return images
+
+
+def _decode_center_crop(image_module: ModuleType, path: Path, size: int, resize: int) -> np.ndarray:
+    """One image file: RGB, resized and centre-cropped (``resize_center_crop``), as uint8 CHW."""
+    with image_module.open(path) as img:
+        return resize_center_crop(img, size, resize)
 
 
 def load_image_folder(
@@ -266,8 +283,8 @@ def _eval_folder(
     if source == "imagefolder" and (folder / "val").is_dir():
         folder = folder / "val"
     data = load_image_folder(folder, size=int(input_shape[1]) if input_shape else 224)
-    if input_shape and input_shape[0] == 1:
-        data.images = np.round(data.images.astype(np.float32).mean(axis=1, keepdims=True)).astype(np.uint8)
+    if input_shape:
+        data.images = to_channels(data.images, int(input_shape[0]))
     if class_names and set(data.classes) <= set(class_names):
         remap = np.array([list(class_names).index(c) for c in data.classes])
         data.labels = remap[data.labels]

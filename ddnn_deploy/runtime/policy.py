@@ -1,0 +1,166 @@
+"""Depth policies: which depth serves the next request.
+
+- ``FixedPolicy``: always one depth.
+- ``budget_policy``: the depth ``pick`` chooses for a latency budget from a results file (fixed afterwards).
+- ``SLOController``: adaptive. It watches the end-to-end latency of recent requests (queueing included),
+  steps DOWN when the window's tail (p99 by default) nears the SLO and back UP one depth at a time after
+  sustained slack, with hysteresis (different thresholds down and up) and a cool-down after each switch.
+  It never moves to a depth whose measured latency, scaled by the slowdown it observes now, cannot fit.
+
+A controller is a pure function of its observations and its clock (injectable): the tests drive it with
+synthetic traces and a fake clock, no sleeps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UsageError
+
+
+class FixedPolicy:
+    """One depth, whatever happens."""
+
+    name = "fixed"
+
+    def __init__(self, depth: int) -> None:
+        self._depth = int(depth)
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def observe(self, latency_ms: float, depth: int) -> None:
+        """Fixed: observations change nothing."""
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "depth": self._depth}
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """``down_at``: step down when the tail exceeds this fraction of the SLO; ``target``: the fraction a new
+    (shallower) depth must be predicted to stay under; ``up_at``: step up only when the next deeper depth is
+    predicted under this fraction (the hysteresis gap) for ``up_after_s``; ``cooldown_s`` after any switch."""
+
+    quantile: float = 0.99
+    window: int = 64
+    min_samples: int = 12
+    down_at: float = 0.85
+    target: float = 0.7
+    up_at: float = 0.6
+    up_after_s: float = 3.0
+    cooldown_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.quantile <= 1 or not 0 < self.up_at < self.target <= self.down_at <= 1:
+            raise UsageError("controller settings need 0 < up_at < target <= down_at <= 1 and 0 < quantile <= 1")
+        if self.window < self.min_samples or self.min_samples < 1:
+            raise UsageError("controller settings need 1 <= min_samples <= window")
+
+
+class SLOController:
+    """Adaptive depth under a latency SLO. ``table_ms``: each depth's measured latency at the tail statistic
+    (e.g. the bench's p99 at batch 1), the scale against which the observed slowdown is measured."""
+
+    name = "adaptive"
+
+    def __init__(
+        self,
+        table_ms: Mapping[int, float],
+        slo_ms: float,
+        *,
+        settings: ControllerSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        start_depth: int | None = None,
+    ) -> None:
+        if isinstance(slo_ms, bool) or not isinstance(slo_ms, (int, float)) or not slo_ms > 0:
+            raise UsageError(f"the SLO must be a positive number of milliseconds, not {slo_ms!r}")
+        if not table_ms or any(not v > 0 for v in table_ms.values()):
+            raise UsageError("the adaptive policy needs a measured latency (> 0) for every depth")
+        self.table = {int(d): float(v) for d, v in sorted(table_ms.items())}
+        self.depths: list[int] = sorted(self.table)
+        self.slo_ms = float(slo_ms)
+        self.settings = settings or ControllerSettings()
+        self.clock = clock
+        self.switches = 0
+        fitting = [d for d in self.depths if self.table[d] <= self.settings.target * self.slo_ms]
+        self._depth = start_depth if start_depth is not None else (fitting[-1] if fitting else self.depths[0])
+        self._samples: deque[float] = deque(maxlen=self.settings.window)
+        self._last_switch = -float("inf")
+        self._slack_since: float | None = None
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def describe(self) -> dict:
+        return {"policy": self.name, "depth": self._depth, "slo_ms": self.slo_ms, "switches": self.switches}
+
+    def slowdown(self) -> float | None:
+        """Observed tail at the current depth / its measured tail: 1.0 on the bench's machine, 2.0 at half speed."""
+        if len(self._samples) < self.settings.min_samples:
+            return None
+        return self.tail() / self.table[self._depth]
+
+    def tail(self) -> float:
+        return float(np.quantile(np.asarray(self._samples), self.settings.quantile))
+
+    def predicted(self, depth: int, slowdown: float) -> float:
+        return self.table[depth] * slowdown
+
+    def observe(self, latency_ms: float, depth: int) -> None:
+        """One finished request: its end-to-end latency and the depth that served it."""
+        if depth != self._depth:
+            return  # served before the last switch: says nothing about the current depth
+        self._samples.append(float(latency_ms))
+        now = self.clock()
+        slowdown = self.slowdown()
+        if slowdown is None or now - self._last_switch < self.settings.cooldown_s:
+            return
+        if self.tail() > self.settings.down_at * self.slo_ms:
+            self._step_down(slowdown, now)
+        else:
+            self._maybe_step_up(slowdown, now)
+
+    def _step_down(self, slowdown: float, now: float) -> None:
+        shallower = [d for d in self.depths if d < self._depth]
+        if not shallower:
+            return
+        fits = [d for d in shallower if self.predicted(d, slowdown) <= self.settings.target * self.slo_ms]
+        self._switch(fits[-1] if fits else shallower[0], now)  # the deepest that fits, else the shallowest
+
+    def _maybe_step_up(self, slowdown: float, now: float) -> None:
+        deeper = [d for d in self.depths if d > self._depth]
+        if not deeper or self.predicted(deeper[0], slowdown) > self.settings.up_at * self.slo_ms:
+            self._slack_since = None
+            return
+        if self._slack_since is None:
+            self._slack_since = now
+        elif now - self._slack_since >= self.settings.up_after_s:
+            self._switch(deeper[0], now)
+
+    def _switch(self, depth: int, now: float) -> None:
+        self._depth = depth
+        self._samples.clear()
+        self._last_switch = now
+        self._slack_since = None
+        self.switches += 1
+
+
+def latency_table(
+    rows: Sequence, *, stat: str = "p99", batch: int = 1, precision: str = "fp32", kind: str = "depth"
+) -> dict[int, float]:
+    """depth -> measured latency from bench rows (typed ``ResultRow``s) of one precision at one batch size."""
+    table = {}
+    for row in rows:
+        if row.status == "ok" and row.batch == batch and row.precision == precision and row.kind == kind:
+            value = row.latency(stat)
+            if value is not None:
+                table[row.depth] = float(value)
+    return table

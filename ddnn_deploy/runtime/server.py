@@ -1,0 +1,308 @@
+"""``serve``: a ``DepthRuntime`` behind HTTP (FastAPI under uvicorn), following the serving world's conventions.
+
+- ``POST /v1/predict``: a PNG/JPEG image or a ``.npy`` array (``application/x-npy``, pixel units) ->
+  ``{"predictions": [{"label", "class_name", "score"}], "depth", "latency_ms"}``.
+- ``GET /healthz`` and ``GET /metrics`` (Prometheus: requests, latency histogram by depth, current depth,
+  depth switches, rejections, queue length).
+- Inference runs off the event loop in ONE worker thread fed by a bounded queue: beyond ``max_queue`` waiting
+  requests the answer is 503 with ``Retry-After``, not unbounded latency. With ``max_batch > 1`` the worker
+  groups queued requests (up to ``max_wait_ms``) into one batch call, as Triton's dynamic batcher does.
+- The policy sees every request's end-to-end latency (queueing included) and picks the next depth.
+Errors are JSON ``{"error": "..."}`` with a 4xx status; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import DDNNError, UsageError, optional_import
+from .engine import DepthRuntime
+from .inputs import _from_array, decode_image
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg")
+NPY_TYPES = ("application/x-npy", "application/octet-stream")
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class ServeSettings:
+    max_queue: int = 64
+    max_batch: int = 1
+    max_wait_ms: float = 2.0
+    max_body_bytes: int = MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        for name in ("max_queue", "max_batch", "max_body_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"{name} must be a positive integer, not {value!r}")
+        if not self.max_wait_ms >= 0:
+            raise UsageError(f"max_wait_ms must be >= 0, not {self.max_wait_ms!r}")
+
+
+class Metrics:
+    """The Prometheus metrics of one server, in their own registry."""
+
+    def __init__(self) -> None:
+        prometheus = optional_import("prometheus_client", "the server's /metrics")
+        self.registry = prometheus.CollectorRegistry()
+        self.requests = prometheus.Counter(
+            "ddnn_requests", "Prediction requests by outcome", ["status"], registry=self.registry
+        )
+        self.latency = prometheus.Histogram(
+            "ddnn_request_latency_seconds",
+            "End-to-end latency of served requests (queueing included)",
+            ["depth"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+            registry=self.registry,
+        )
+        self.depth = prometheus.Gauge("ddnn_depth", "The depth serving the next request", registry=self.registry)
+        self.switches = prometheus.Counter(
+            "ddnn_depth_switches", "Depth changes made by the policy", registry=self.registry
+        )
+        self.rejected = prometheus.Counter("ddnn_rejected", "Requests refused", ["reason"], registry=self.registry)
+        self.queue = prometheus.Gauge("ddnn_queue_length", "Requests waiting for inference", registry=self.registry)
+        self.batch = prometheus.Histogram(
+            "ddnn_batch_images", "Images per inference call", buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry
+        )
+        self._generate, self.content_type = prometheus.generate_latest, prometheus.CONTENT_TYPE_LATEST
+
+    def render(self) -> bytes:
+        return self._generate(self.registry)
+
+
+@dataclass
+class _Item:
+    pixels: np.ndarray
+    arrival: float
+    future: asyncio.Future
+    depth: int | None = None  # asked for explicitly, else the policy's
+
+
+@dataclass
+class Batcher:
+    """The bounded queue and the one inference thread behind it."""
+
+    runtime: DepthRuntime
+    settings: ServeSettings
+    metrics: Metrics
+    queue: asyncio.Queue = field(init=False)
+    executor: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(maxsize=self.settings.max_queue)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddnn-infer")
+
+    def submit(self, pixels: np.ndarray, arrival: float, depth: int | None) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait(_Item(pixels, arrival, future, depth))  # raises QueueFull beyond max_queue
+        self.metrics.queue.set(self.queue.qsize())
+        return future
+
+    async def _next_batch(self) -> list[_Item]:
+        batch = [await self.queue.get()]
+        deadline = time.perf_counter() + self.settings.max_wait_ms / 1e3
+        images = len(batch[0].pixels)
+        while images < self.settings.max_batch and batch[0].depth is None:
+            remaining = deadline - time.perf_counter()
+            try:
+                item = (
+                    self.queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self.queue.get(), remaining)
+                )
+            except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                break
+            if item.depth is not None:  # an explicit depth runs alone
+                await self._run([item])
+                continue
+            batch.append(item)
+            images += len(item.pixels)
+        return batch
+
+    async def run_forever(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            await self._run(batch)
+
+    async def _run(self, batch: list[_Item]) -> None:
+        self.metrics.queue.set(self.queue.qsize())
+        depth = batch[0].depth if batch[0].depth is not None else self.runtime.depth
+        pixels = np.concatenate([item.pixels for item in batch])
+        loop = asyncio.get_running_loop()
+        try:
+            logits = await loop.run_in_executor(self.executor, self.runtime._run_batches, pixels, depth)
+        except Exception as exc:  # noqa: BLE001 - a failed call fails its requests, not the server
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        self.metrics.batch.observe(len(pixels))
+        done = time.perf_counter()
+        start = 0
+        for item in batch:
+            count = len(item.pixels)
+            latency_ms = (done - item.arrival) * 1e3
+            if not item.future.done():
+                item.future.set_result((logits[start : start + count], depth, latency_ms))
+            start += count
+            self._observe(latency_ms, depth)
+
+    def _observe(self, latency_ms: float, depth: int) -> None:
+        before = self.runtime.depth
+        self.runtime.policy.observe(latency_ms, depth)
+        self.metrics.latency.labels(depth=str(depth)).observe(latency_ms / 1e3)
+        if self.runtime.depth != before:
+            self.metrics.switches.inc()
+        self.metrics.depth.set(self.runtime.depth)
+
+
+def _decode_body(body: bytes, content_type: str, runtime: DepthRuntime) -> np.ndarray:
+    shape = runtime.manifest.input_shape
+    if content_type in IMAGE_TYPES:
+        return decode_image(body, shape, name="the request body")[None].astype(np.float32)
+    if content_type in NPY_TYPES:
+        try:
+            array = np.load(io.BytesIO(body), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise UsageError(f"the request body is not a .npy array ({str(exc)[:120]})") from None
+        return _from_array(np.asarray(array), shape, "the request body")
+    raise _UnsupportedType(
+        f"Content-Type {content_type or '(none)'} is not supported; send image/png, image/jpeg or application/x-npy"
+    )
+
+
+class _UnsupportedType(DDNNError):
+    pass
+
+
+async def _read_body(request: Any, limit: int) -> bytes:
+    """The body, refusing (413) anything over ``limit`` bytes before it is all read."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _TooLarge(DDNNError):
+    pass
+
+
+def _status_of(exc: Exception) -> int:
+    if isinstance(exc, _TooLarge):
+        return 413
+    if isinstance(exc, _UnsupportedType):
+        return 415
+    return 400
+
+
+def create_app(runtime: DepthRuntime, settings: ServeSettings | None = None) -> Any:
+    """The FastAPI application (its OpenAPI description is at ``/openapi.json``)."""
+    fastapi = optional_import("fastapi", "the server")
+    responses = optional_import("fastapi.responses")
+    settings = settings or ServeSettings()
+    metrics = Metrics()
+    metrics.depth.set(runtime.depth)
+    state: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any):
+        state["batcher"] = Batcher(runtime, settings, metrics)
+        task = asyncio.create_task(state["batcher"].run_forever())
+        yield
+        while not state["batcher"].queue.empty():  # in-flight requests finish before the worker stops
+            await asyncio.sleep(0.01)
+        task.cancel()
+        state["batcher"].executor.shutdown(wait=True)
+
+    app = fastapi.FastAPI(
+        title="ddnn-deploy",
+        version=_version(),
+        lifespan=lifespan,
+        description="Predictions from a depth-level dynamic network whose depth follows a policy.",
+    )
+
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+        return responses.JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(fastapi.exceptions.RequestValidationError)
+    async def _invalid(request: Any, exc: Any) -> Any:
+        return error(422, f"invalid request: {exc.errors()[0].get('msg', 'malformed')}")
+
+    @app.exception_handler(fastapi.HTTPException)
+    async def _http(request: Any, exc: Any) -> Any:
+        return error(exc.status_code, str(exc.detail))
+
+    async def predict(request, depth=None):
+        arrival = time.perf_counter()
+        try:
+            if depth is not None:
+                runtime.check_depth(depth)
+            body = await _read_body(request, settings.max_body_bytes)
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            pixels = await asyncio.get_running_loop().run_in_executor(None, _decode_body, body, content_type, runtime)
+            future = state["batcher"].submit(pixels, arrival, depth)
+        except asyncio.QueueFull:
+            metrics.rejected.labels(reason="queue_full").inc()
+            metrics.requests.labels(status="503").inc()
+            return error(503, f"the queue is full ({settings.max_queue} waiting); retry shortly", {"Retry-After": "1"})
+        except DDNNError as exc:
+            metrics.rejected.labels(reason=str(_status_of(exc))).inc()
+            metrics.requests.labels(status=str(_status_of(exc))).inc()
+            return error(_status_of(exc), str(exc))
+        logits, served_depth, latency_ms = await future
+        metrics.requests.labels(status="200").inc()
+        predictions = runtime.decode(logits, served_depth, latency_ms, [None] * len(logits))
+        return {
+            "predictions": [{"label": p.label, "class_name": p.class_name, "score": p.score} for p in predictions],
+            "depth": served_depth,
+            "latency_ms": latency_ms,
+        }
+
+    # annotations as objects: fastapi is imported here, lazily, so a string annotation could not be resolved
+    predict.__annotations__ = {"request": fastapi.Request, "depth": int | None}
+    app.post("/v1/predict", summary="Predict the class of one image, or of every image in a .npy array")(predict)
+
+    @app.get("/healthz", summary="Liveness, the current depth and the policy")
+    async def healthz() -> Any:
+        return {"status": "ok", "depth": runtime.depth, "policy": runtime.policy.describe()}
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus_metrics() -> Any:
+        metrics.depth.set(runtime.depth)
+        return responses.Response(metrics.render(), media_type=metrics.content_type)
+
+    return app
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def serve(
+    runtime: DepthRuntime,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: ServeSettings | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Run the server until SIGINT/SIGTERM; in-flight requests finish (uvicorn's graceful shutdown)."""
+    uvicorn = optional_import("uvicorn", "the server")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise UsageError(f"port must be 0-65535, not {port!r}")
+    uvicorn.run(create_app(runtime, settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)

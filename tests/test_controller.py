@@ -1,0 +1,127 @@
+"""The adaptive SLO controller on synthetic latency traces with a fake clock: no sleeps, no server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ddnn_deploy.errors import UsageError
+from ddnn_deploy.runtime.policy import ControllerSettings, FixedPolicy, SLOController
+
+TABLE = {8: 0.2, 14: 0.4, 20: 0.6}  # measured p99 per depth (ms) on the bench machine
+SLO = 1.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(trace, *, rate_hz=200.0, seed=0, slo=SLO, table=TABLE, settings=None):
+    """Feed the controller requests at ``rate_hz``; ``trace(t)`` gives the slowdown factor at time t.
+    Returns (times, depths, latencies) per request."""
+    clock = Clock()
+    ctl = SLOController(table, slo, clock=clock, settings=settings)
+    rng = np.random.default_rng(seed)
+    times, depths, latencies = [], [], []
+    for step in range(int(trace.duration * rate_hz)):
+        clock.now = step / rate_hz
+        depth = ctl.depth
+        latency = table[depth] * trace(clock.now) * rng.uniform(0.85, 1.0)
+        ctl.observe(latency, depth)
+        times.append(clock.now)
+        depths.append(depth)
+        latencies.append(latency)
+    return np.array(times), np.array(depths), np.array(latencies), ctl
+
+
+class Step:
+    """Slowdown ``factor`` between ``start`` and ``stop`` seconds, 1.0 otherwise."""
+
+    def __init__(self, factor, start, stop, duration):
+        self.factor, self.start, self.stop, self.duration = factor, start, stop, duration
+
+    def __call__(self, t):
+        return self.factor if self.start <= t < self.stop else 1.0
+
+
+def test_starts_at_the_deepest_depth_that_fits_and_stays_there_without_pressure():
+    times, depths, lat, ctl = run(Step(1.0, 0, 0, 10.0))
+    assert set(depths) == {20} and ctl.switches == 0
+
+
+def test_a_step_slowdown_is_absorbed_within_two_seconds_and_full_depth_returns_after():
+    # a neighbour steals half the CPU at t=5 s (x2.5 slower) and leaves at t=15 s
+    times, depths, lat, ctl = run(Step(2.5, 5.0, 15.0, 30.0))
+    during = (times >= 7.0) & (times < 15.0)
+    assert set(depths[during]) <= {8}  # 0.6*2.5 = 1.5 and 0.4*2.5 = 1.0 do not fit 0.7 ms: only depth 8 does
+    first_safe = times[(times >= 5.0) & (depths == 8)][0]
+    assert first_safe - 5.0 < 2.0
+    over = lat[(times >= 5.0 + 2.0)] > SLO
+    assert over.mean() <= 0.01
+    assert depths[-1] == 20 and depths[times >= 25.0].min() == 20  # back at full depth after recovery
+    assert ctl.switches <= 4  # 20 -> 8 once, then 8 -> 14 -> 20: no oscillation
+
+
+def test_never_steps_up_to_a_depth_the_table_says_cannot_fit():
+    # slowed x1.6 for good: depth 20 would take 0.96 ms (> up_at * SLO) so it must never come back
+    times, depths, lat, ctl = run(Step(1.6, 2.0, 1e9, 40.0))
+    assert depths[times > 5.0].max() <= 14
+    assert 20 not in set(depths[times > 5.0])
+
+
+def test_a_slow_ramp_converges_without_oscillating():
+    class Ramp:
+        duration = 40.0
+
+        def __call__(self, t):
+            return 1.0 + min(t, 20.0) / 20.0 * 1.5  # 1x -> 2.5x over 20 s, then flat
+
+    times, depths, lat, ctl = run(Ramp())
+    tail = depths[times > 25.0]
+    assert len(set(tail)) == 1  # settled on one depth
+    changes = np.count_nonzero(np.diff(depths))
+    assert changes == ctl.switches and changes <= 4
+
+
+def test_noise_alone_does_not_cause_switches():
+    class Noisy:
+        duration = 30.0
+
+        def __init__(self):
+            self.rng = np.random.default_rng(3)
+
+        def __call__(self, t):
+            return 1.0 + abs(self.rng.normal(0, 0.08))  # jitter, never near the SLO at depth 20
+
+    times, depths, lat, ctl = run(Noisy())
+    assert ctl.switches == 0
+
+
+def test_cooldown_and_stale_observations():
+    clock = Clock()
+    ctl = SLOController(TABLE, SLO, clock=clock, settings=ControllerSettings(min_samples=2, window=4,
+                                                                              cooldown_s=1.0))
+    for _ in range(2):
+        ctl.observe(2.0, 20)
+    assert ctl.depth == 8 and ctl.switches == 1
+    for _ in range(5):
+        ctl.observe(2.0, 20)  # requests that were still served at the old depth say nothing now
+    ctl.observe(5.0, 8)
+    ctl.observe(5.0, 8)
+    assert ctl.depth == 8  # nothing shallower exists; and the cool-down holds anyway
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(UsageError, match="positive number of milliseconds"):
+        SLOController(TABLE, 0)
+    with pytest.raises(UsageError, match="up_at < target <= down_at"):
+        ControllerSettings(up_at=0.9, target=0.8)
+    with pytest.raises(UsageError, match="measured latency"):
+        SLOController({8: 0.0}, 1.0)
+    fixed = FixedPolicy(14)
+    fixed.observe(100.0, 14)
+    assert fixed.depth == 14 and fixed.describe() == {"policy": "fixed", "depth": 14}
