@@ -103,8 +103,7 @@ def test_noise_alone_does_not_cause_switches():
 
 def test_cooldown_and_stale_observations():
     clock = Clock()
-    ctl = SLOController(TABLE, SLO, clock=clock, settings=ControllerSettings(min_samples=2, window=4,
-                                                                              cooldown_s=1.0))
+    ctl = SLOController(TABLE, SLO, clock=clock, settings=ControllerSettings(min_samples=2, window=4, cooldown_s=1.0))
     for _ in range(2):
         ctl.observe(2.0, 20)
     assert ctl.depth == 8 and ctl.switches == 1
