@@ -1,0 +1,341 @@
+"""Serving under a latency SLO (issue 11): does switching depth at run time hold the SLO when the device slows?
+
+    python benchmarks/slo_serving.py resnet50            # ResNet-50 (random init): realistic latency
+    python benchmarks/slo_serving.py demo                # the demo model: accuracy known
+    python benchmarks/slo_serving.py resnet50 --phase-seconds 20 --policies fixed,adaptive
+
+The server (`ddnn-deploy serve`) runs in one process, an open-loop Poisson load generator in another
+(loopback only, bounded in count and time), and in the middle phase a CPU hog in a third process steals a
+core. Three phases: normal load (full depth uses about ``--load`` of one worker's capacity), hog, hog gone.
+Per policy (fixed at full depth, budget = the pick for the SLO, adaptive) and phase: client-side latency
+p50/p95/p99, SLO violation rate, 503 rate, served throughput, depth switches, the time to recover after the
+hog starts, and the accuracy served (each request weighted by its depth's measured top-1). Also the HTTP
+overhead: `serve` p50 at low load against `DepthRuntime.predict` p50 in-process, same depth and image.
+Writes results/slo_serving-MODEL.json and a timeline PNG (latency and depth against time, one panel per policy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from _common import RESULTS, ROOT, save_result  # benchmarks/ is on sys.path when a script here runs
+
+PY = sys.executable
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(*args: str) -> None:
+    subprocess.run([PY, "-m", "ddnn_deploy", *args], check=True)
+
+
+def prepare(model: str, work: Path) -> tuple[Path, Path, bytes]:
+    """(artifacts, bench results, one request body) for the model."""
+    artifacts, results = work / "artifacts", work / "results.json"
+    if model == "demo":
+        ckpt, dataset, depths = ROOT / "models" / "fmnist-resnet20-ddnn.pt", "fashion-mnist", "8,14,20"
+    else:
+        ckpt, dataset, depths = work / "r50.pt", "none", "26,38,50"
+        _cli("convert", "--arch", "resnet50", "--out", str(ckpt))
+    _cli("export", "--ckpt", str(ckpt), "--out", str(artifacts), "--depths", depths, "--no-progress")
+    _cli("bench", "--artifacts", str(artifacts), "--dataset", dataset, "--results", str(results), "--no-progress")
+    shape = json.loads((artifacts / "manifest.json").read_text())["input"]["shape"][1:]
+    pixels = np.random.default_rng(0).integers(0, 256, (1, *shape), dtype=np.uint8)
+    if model == "demo":
+        from ddnn_deploy.data import load_dataset
+
+        pixels = load_dataset("fashion-mnist", "test").images[:1]
+    body = io.BytesIO()
+    np.save(body, pixels)
+    return artifacts, results, body.getvalue()
+
+
+def _request(url: str, body: bytes) -> tuple[int, int | None]:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/x-npy"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())["depth"]
+    except urllib.error.HTTPError as error:
+        return error.code, None
+    except OSError:
+        return 599, None
+
+
+def generate(url: str, body: bytes, rate: float, seconds: float, seed: int) -> list[dict]:
+    """Open-loop Poisson arrivals: each request is sent at its scheduled time, whether or not earlier ones
+    have answered (a thread per in-flight request, bounded)."""
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1.0 / rate, int(rate * seconds * 1.5) + 10))
+    arrivals = arrivals[arrivals < seconds]
+    records: list[dict] = []
+    lock = threading.Lock()
+    start = time.perf_counter()
+
+    def send(at: float) -> None:
+        delay = start + at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sent = time.perf_counter()
+        status, depth = _request(url, body)
+        with lock:
+            records.append(
+                {"t": sent - start, "latency_ms": (time.perf_counter() - sent) * 1e3, "status": status, "depth": depth}
+            )
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        list(pool.map(send, arrivals))
+    return sorted(records, key=lambda r: r["t"])
+
+
+def _hog() -> subprocess.Popen:
+    return subprocess.Popen([PY, "-c", "while True: pass"])
+
+
+def _server(artifacts: Path, results: Path, policy: list[str], port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "ddnn_deploy",
+            "serve",
+            "--artifacts",
+            str(artifacts),
+            "--results",
+            str(results),
+            "--port",
+            str(port),
+            "--max-queue",
+            "32",
+            *policy,
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the server did not start")
+
+
+def run_policy(
+    name: str, policy: list[str], artifacts: Path, results: Path, body: bytes, *, rate: float, phase: float
+) -> list[dict]:
+    port = _free_port()
+    server = _server(artifacts, results, policy, port)
+    url = f"http://127.0.0.1:{port}/v1/predict"
+    try:
+        generate(url, body, rate, 2.0, seed=99)  # warm-up, discarded
+        records: list[dict] = []
+        load = threading.Thread(target=lambda: records.extend(generate(url, body, rate, 3 * phase, seed=1)))
+        load.start()
+        time.sleep(phase)
+        hog = _hog()
+        time.sleep(phase)
+        hog.kill()
+        hog.wait()
+        load.join()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    print(f"{name}: {len(records)} requests")
+    return records
+
+
+def summarize(records: list[dict], *, phase: float, slo: float, top1: dict[int, float]) -> list[dict]:
+    rows = []
+    for index, label in enumerate(("normal", "hog", "recovered")):
+        part = [r for r in records if index * phase <= r["t"] < (index + 1) * phase]
+        ok = [r for r in part if r["status"] == 200]
+        lat = np.array([r["latency_ms"] for r in ok]) if ok else np.array([np.nan])
+        depths = [r["depth"] for r in ok]
+        served_top1 = [top1[d] for d in depths if top1.get(d) is not None]
+        rows.append(
+            {
+                "phase": label,
+                "requests": len(part),
+                "served_per_s": len(ok) / phase,
+                "p50_ms": float(np.percentile(lat, 50)),
+                "p95_ms": float(np.percentile(lat, 95)),
+                "p99_ms": float(np.percentile(lat, 99)),
+                "slo_violation_rate": float(np.mean([r["status"] != 200 or r["latency_ms"] > slo for r in part]))
+                if part
+                else None,
+                "rejected_503_rate": float(np.mean([r["status"] == 503 for r in part])) if part else None,
+                "depth_switches": int(np.count_nonzero(np.diff(depths))) if len(depths) > 1 else 0,
+                "depths_served": {str(d): depths.count(d) for d in sorted(set(depths))},
+                "accuracy_served": float(np.mean(served_top1)) if served_top1 else None,
+            }
+        )
+    rows[1]["recovery_s"] = recovery_seconds(records, phase=phase, slo=slo)
+    return rows
+
+
+def recovery_seconds(records: list[dict], *, phase: float, slo: float, bucket: float = 0.5) -> float | None:
+    """From the hog's start to the end of the last 0.5-s bucket of the hog phase whose p99 broke the SLO;
+    None when the last bucket still breaks it (never recovered)."""
+    hog = [r for r in records if phase <= r["t"] < 2 * phase]
+    edges = np.arange(phase, 2 * phase + 1e-9, bucket)
+    last_bad = None
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        part = [r["latency_ms"] if r["status"] == 200 else float("inf") for r in hog if lo <= r["t"] < hi]
+        if part and np.percentile(part, 99) > slo:
+            last_bad = hi
+    if last_bad is None:
+        return 0.0
+    return None if last_bad >= 2 * phase - 1e-9 else float(last_bad - phase)
+
+
+def http_overhead(artifacts: Path, results: Path, body: bytes, depth: int) -> dict:
+    """serve p50 at low load against DepthRuntime.predict p50 in-process (same depth, same image)."""
+    from ddnn_deploy.runtime import DepthRuntime
+
+    pixels = np.load(io.BytesIO(body))
+    with DepthRuntime.from_artifacts(artifacts, depth=depth) as runtime:
+        in_process = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            runtime.predict(pixels)
+            in_process.append((time.perf_counter() - t0) * 1e3)
+    port = _free_port()
+    server = _server(artifacts, results, ["--depth", str(depth)], port)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/predict"
+        served = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            _request(url, body)
+            served.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    p50_http, p50_local = float(np.percentile(served, 50)), float(np.percentile(in_process, 50))
+    return {"depth": depth, "serve_p50_ms": p50_http, "predict_p50_ms": p50_local, "overhead_ms": p50_http - p50_local}
+
+
+def plot_timeline(runs: dict[str, list[dict]], *, phase: float, slo: float, title: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(runs), 1, figsize=(9, 2.6 * len(runs)), sharex=True, dpi=110)
+    for ax, (name, records) in zip(np.atleast_1d(axes), runs.items()):
+        ok = [r for r in records if r["status"] == 200]
+        ax.scatter([r["t"] for r in ok], [r["latency_ms"] for r in ok], s=4, alpha=0.5, label="latency (ms)")
+        rejected = [r["t"] for r in records if r["status"] != 200]
+        if rejected:
+            ax.scatter(rejected, [slo] * len(rejected), marker="x", color="red", s=10, label="503 / error")
+        ax.axhline(slo, color="red", linestyle="--", linewidth=1, label=f"SLO {slo:.1f} ms")
+        ax.axvspan(phase, 2 * phase, color="orange", alpha=0.12, label="CPU hog")
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{name}\nlatency (ms)")
+        depth_ax = ax.twinx()
+        depth_ax.step([r["t"] for r in ok], [r["depth"] for r in ok], where="post", color="black", linewidth=1)
+        depth_ax.set_ylabel("depth")
+        ax.legend(fontsize=7, loc="upper left")
+    np.atleast_1d(axes)[-1].set_xlabel("time (s)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=["resnet50", "demo"])
+    parser.add_argument("--phase-seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--load",
+        type=float,
+        default=0.6,
+        help="offered load at full depth, as a fraction of the capacity measured through the server",
+    )
+    parser.add_argument("--slo-ms", type=float, default=None, help="default: 3x the served p50 at full depth")
+    parser.add_argument("--policies", default="fixed,budget,adaptive")
+    args = parser.parse_args()
+    from ddnn_deploy.formats.results import read_results
+    from ddnn_deploy.measure.environment import capture
+
+    with tempfile.TemporaryDirectory(prefix="ddnn-slo-") as tmp:
+        artifacts, results_path, body = prepare(args.model, Path(tmp))
+        results = read_results(results_path)
+        rows = [r for r in results.rows if r.status == "ok" and r.batch == 1 and r.precision == "fp32"]
+        full = max(r.depth for r in rows)
+        top1 = {r.depth: r.top1 for r in rows}
+        overhead = http_overhead(artifacts, results_path, body, full)
+        slo = args.slo_ms or 3 * overhead["serve_p50_ms"]
+        rate = args.load * 1000.0 / overhead["serve_p50_ms"]
+        print(f"full depth {full}: served p50 {overhead['serve_p50_ms']:.2f} ms -> {rate:.1f} req/s, SLO {slo:.1f} ms")
+        choices = {
+            "fixed": ["--depth", str(full)],
+            "budget": ["--budget-ms", f"{0.7 * slo:.3f}", "--stat", "p99"],
+            "adaptive": ["--slo-ms", f"{slo:.3f}"],
+        }
+        runs, summary = {}, {}
+        for name in args.policies.split(","):
+            runs[name] = run_policy(
+                name, choices[name], artifacts, results_path, body, rate=rate, phase=args.phase_seconds
+            )
+            summary[name] = summarize(runs[name], phase=args.phase_seconds, slo=slo, top1=top1)
+    stem = f"slo_serving-{args.model}"
+    plot_timeline(
+        runs,
+        phase=args.phase_seconds,
+        slo=slo,
+        out=RESULTS / f"{stem}.png",
+        title=f"{args.model}: {rate:.1f} req/s Poisson, SLO {slo:.1f} ms, CPU hog in the middle phase",
+    )
+    save_result(
+        stem,
+        {
+            "benchmark": "slo_serving",
+            "model": args.model,
+            "slo_ms": slo,
+            "rate_per_s": rate,
+            "phase_seconds": args.phase_seconds,
+            "policies": choices,
+            "bench_latency_p99_ms": {str(r.depth): r.latency("p99") for r in rows},
+            "bench_top1": {str(k): v for k, v in top1.items()},
+            "http_overhead": overhead,
+            "summary": summary,
+            "environment": capture("onnxruntime", os.cpu_count()),
+            "timelines": {
+                k: [[round(r["t"], 4), round(r["latency_ms"], 3), r["status"], r["depth"]] for r in v]
+                for k, v in runs.items()
+            },
+        },
+    )
+    for name, phases in summary.items():
+        for row in phases:
+            print(
+                f"{name:9s} {row['phase']:10s} p50 {row['p50_ms']:8.2f} p99 {row['p99_ms']:8.2f} ms  over SLO "
+                f"{100 * (row['slo_violation_rate'] or 0):5.1f} %  503 {100 * (row['rejected_503_rate'] or 0):4.1f} %"
+                f"  depths {row['depths_served']}  recovery {row.get('recovery_s', '-')}"
+            )
+
+
+if __name__ == "__main__":
+    main()
