@@ -127,7 +127,8 @@ def _server(artifacts: Path, results: Path, policy: list[str], port: int) -> sub
             "32",
             *policy,
         ],
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     for _ in range(300):
         try:
@@ -136,7 +137,7 @@ def _server(artifacts: Path, results: Path, policy: list[str], port: int) -> sub
         except OSError:
             time.sleep(0.1)
     process.kill()
-    raise RuntimeError("the server did not start")
+    raise RuntimeError(f"the server did not start: {process.communicate()[1][-1000:]}")
 
 
 def run_policy(

@@ -103,6 +103,7 @@ def predict_command(images, budget_ms, top_k, as_json, **options) -> None:
 @click.command("serve")
 @_runtime_options
 @click.option("--slo-ms", type=float, default=None, help="Adapt the depth to keep the latency tail under this SLO.")
+@click.option("--budget-ms", type=float, default=None, help="Serve the depth `pick` chooses for this budget.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option(
@@ -127,14 +128,14 @@ def predict_command(images, budget_ms, top_k, as_json, **options) -> None:
     help="How long the batcher waits to fill a batch.",
 )
 @click.option("--max-body-bytes", type=int, default=MAX_BODY_BYTES, show_default=True)
-def serve_command(slo_ms, host, port, max_queue, max_batch, max_wait_ms, max_body_bytes, **options) -> None:
+def serve_command(slo_ms, budget_ms, host, port, max_queue, max_batch, max_wait_ms, max_body_bytes, **options) -> None:
     """Serve predictions over HTTP (POST /v1/predict, GET /healthz, GET /metrics)."""
     from ..runtime.server import serve
 
     settings = ServeSettings(
         max_queue=max_queue, max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes
     )
-    runtime = _load(**options, slo_ms=slo_ms)
+    runtime = _load(**options, slo_ms=slo_ms, budget_ms=budget_ms)
     click.echo(
         f"serving {options['artifacts']} on http://{host}:{port} (depths {runtime.depths}, "
         f"{runtime.policy.describe()})",
