@@ -36,6 +36,7 @@ import numpy as np
 from _common import RESULTS, ROOT, save_result  # benchmarks/ is on sys.path when a script here runs
 
 PY = sys.executable
+THREADS = 1  # the server's inference threads (--threads); set in main()
 
 
 def _free_port() -> int:
@@ -48,8 +49,8 @@ def _cli(*args: str) -> None:
     subprocess.run([PY, "-m", "ddnn_deploy", *args], check=True)
 
 
-def prepare(model: str, work: Path) -> tuple[Path, Path, bytes]:
-    """(artifacts, bench results, one request body) for the model."""
+def prepare(model: str, work: Path, threads: int) -> tuple[Path, Path, bytes]:
+    """(artifacts, bench results at ``threads`` threads, batch 1, one request body) for the model."""
     artifacts, results = work / "artifacts", work / "results.json"
     if model == "demo":
         ckpt, dataset, depths = ROOT / "models" / "fmnist-resnet20-ddnn.pt", "fashion-mnist", "8,14,20"
@@ -57,7 +58,22 @@ def prepare(model: str, work: Path) -> tuple[Path, Path, bytes]:
         ckpt, dataset, depths = work / "r50.pt", "none", "26,38,50"
         _cli("convert", "--arch", "resnet50", "--out", str(ckpt))
     _cli("export", "--ckpt", str(ckpt), "--out", str(artifacts), "--depths", depths, "--no-progress")
-    _cli("bench", "--artifacts", str(artifacts), "--dataset", dataset, "--results", str(results), "--no-progress")
+    profiles = work / "profiles.toml"  # the table the controller scales must be measured as the server runs
+    profiles.write_text(f'[profiles.serving]\nextends = "x86-cpu"\nthreads = {threads}\nbatch_sizes = [1]\n')
+    _cli(
+        "bench",
+        "--artifacts",
+        str(artifacts),
+        "--device",
+        "serving",
+        "--profiles",
+        str(profiles),
+        "--dataset",
+        dataset,
+        "--results",
+        str(results),
+        "--no-progress",
+    )
     shape = json.loads((artifacts / "manifest.json").read_text())["input"]["shape"][1:]
     pixels = np.random.default_rng(0).integers(0, 256, (1, *shape), dtype=np.uint8)
     if model == "demo":
@@ -125,6 +141,8 @@ def _server(artifacts: Path, results: Path, policy: list[str], port: int) -> sub
             str(port),
             "--max-queue",
             "32",
+            "--threads",
+            str(THREADS),
             *policy,
         ],
         stderr=subprocess.PIPE,
@@ -213,7 +231,7 @@ def http_overhead(artifacts: Path, results: Path, body: bytes, depth: int) -> di
     from ddnn_deploy.runtime import DepthRuntime
 
     pixels = np.load(io.BytesIO(body))
-    with DepthRuntime.from_artifacts(artifacts, depth=depth) as runtime:
+    with DepthRuntime.from_artifacts(artifacts, depth=depth, threads=THREADS) as runtime:
         in_process = []
         for _ in range(200):
             t0 = time.perf_counter()
@@ -281,12 +299,21 @@ def main() -> None:
     )
     parser.add_argument("--slo-ms", type=float, default=None, help="default: 3x the served p50 at full depth")
     parser.add_argument("--policies", default="fixed,budget,adaptive")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="the server's inference threads (1 leaves the other "
+        "core to the load generator; the hog then halves the server's core)",
+    )
     args = parser.parse_args()
+    global THREADS
+    THREADS = args.threads
     from ddnn_deploy.formats.results import read_results
     from ddnn_deploy.measure.environment import capture
 
     with tempfile.TemporaryDirectory(prefix="ddnn-slo-") as tmp:
-        artifacts, results_path, body = prepare(args.model, Path(tmp))
+        artifacts, results_path, body = prepare(args.model, Path(tmp), args.threads)
         results = read_results(results_path)
         rows = [r for r in results.rows if r.status == "ok" and r.batch == 1 and r.precision == "fp32"]
         full = max(r.depth for r in rows)
@@ -323,6 +350,7 @@ def main() -> None:
             "slo_ms": slo,
             "rate_per_s": rate,
             "phase_seconds": args.phase_seconds,
+            "server_threads": args.threads,
             "policies": choices,
             "bench_latency_p99_ms": {str(r.depth): r.latency("p99") for r in rows},
             "bench_top1": {str(k): v for k, v in top1.items()},

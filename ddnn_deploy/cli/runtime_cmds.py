@@ -36,13 +36,14 @@ def _runtime_options(function):
             help="Latency statistic of the results used by --budget-ms and --slo-ms.",
         ),
         click.option("--selector", "use_selector", is_flag=True, help="Run the one selector graph (FP32)."),
+        click.option("--threads", type=int, default=None, help="CPU threads of the back-end (default: the profile's)."),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def _load(artifacts, device, precision, results_path, depth, stat, use_selector, **policy):
+def _load(artifacts, device, precision, results_path, depth, stat, use_selector, threads, **policy):
     from ..runtime import DepthRuntime
 
     return DepthRuntime.from_artifacts(
@@ -53,6 +54,7 @@ def _load(artifacts, device, precision, results_path, depth, stat, use_selector,
         depth=depth,
         stat=stat,
         use_selector=use_selector,
+        threads=threads,
         **policy,
     )
 

@@ -116,11 +116,16 @@ class DepthRuntime:
         slo_ms: float | None = None,
         budget_ms: float | None = None,
         stat: str = "p99",
+        threads: int | None = None,
     ) -> DepthRuntime:
         """Load ``artifacts_dir`` (sha256 checked). The policy: ``depth`` (fixed), ``budget_ms`` (the pick from
         ``results``), ``slo_ms`` (adaptive, needs ``results``), else fixed at the deepest depth."""
         manifest = read_manifest(artifacts_dir)
         profile = get_profile(device)
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+                raise UsageError(f"threads must be a positive integer, not {threads!r}")
+            profile = profile.model_copy(update={"threads": threads})
         bench = _load_results(results, manifest)
         runners = _runners(manifest, profile, precision, use_selector)
         policy = _policy(sorted(runners), bench, precision, depth=depth, slo_ms=slo_ms, budget_ms=budget_ms, stat=stat)
