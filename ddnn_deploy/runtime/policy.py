@@ -50,11 +50,11 @@ class ControllerSettings:
 
     quantile: float = 0.99
     window: int = 64
-    min_samples: int = 12
+    min_samples: int = 6
     down_at: float = 0.85
     target: float = 0.7
     up_at: float = 0.6
-    up_after_s: float = 3.0
+    up_after_s: float = 2.0
     cooldown_s: float = 0.5
 
     def __post_init__(self) -> None:
