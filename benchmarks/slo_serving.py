@@ -265,6 +265,32 @@ def http_overhead(artifacts: Path, results: Path, body: bytes, depth: int) -> di
     return {"depth": depth, "serve_p50_ms": p50_http, "predict_p50_ms": p50_local, "overhead_ms": p50_http - p50_local}
 
 
+def saturation(artifacts: Path, results: Path, body: bytes, depth: int, max_batch: int, seconds: float) -> dict:
+    """Closed loop, 16 clients, at one depth: served throughput with dynamic batching up to ``max_batch``."""
+    port = _free_port()
+    server = _server(
+        artifacts, results, ["--depth", str(depth), "--max-batch", str(max_batch), "--max-wait-ms", "5"], port
+    )
+    url = f"http://127.0.0.1:{port}/v1/predict"
+    done: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    def client() -> None:
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            if _request(url, body)[0] == 200:
+                done.append((time.perf_counter() - t0) * 1e3)
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            for _ in range(16):
+                pool.submit(client)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    return {"max_batch": max_batch, "served_per_s": len(done) / seconds, "p50_ms": float(np.percentile(done, 50))}
+
+
 def plot_timeline(
     runs: dict[str, list[dict]], *, phase: float, slo: float, title: str, out: Path, depths: list[int]
 ) -> None:
@@ -318,6 +344,11 @@ def main() -> None:
         help="the server's inference threads (1 leaves the other "
         "core to the load generator; the hog then halves the server's core)",
     )
+    parser.add_argument(
+        "--batching",
+        action="store_true",
+        help="only measure throughput at saturation with dynamic batching (max batch 1 against 8)",
+    )
     args = parser.parse_args()
     global THREADS
     THREADS = args.threads
@@ -332,6 +363,23 @@ def main() -> None:
         rows = [r for r in results.rows if r.status == "ok" and r.batch == 1 and r.precision == "fp32"]
         full = max(r.depth for r in rows)
         top1 = {r.depth: r.top1 for r in rows}
+        if args.batching:
+            runs = [saturation(artifacts, results_path, body, full, b, 3 * args.phase_seconds) for b in (1, 8)]
+            save_result(
+                f"slo_serving-batching-{args.model}",
+                {
+                    "benchmark": "slo_serving --batching",
+                    "model": args.model,
+                    "depth": full,
+                    "clients": 16,
+                    "server_threads": args.threads,
+                    "runs": runs,
+                    "environment": capture("onnxruntime", os.cpu_count()),
+                },
+            )
+            for run in runs:
+                print(f"max batch {run['max_batch']}: {run['served_per_s']:.1f} req/s, p50 {run['p50_ms']:.2f} ms")
+            return
         overhead = http_overhead(artifacts, results_path, body, full)
         slo = args.slo_ms or 5 * overhead["serve_p50_ms"]
         rate = args.load * 1000.0 / overhead["serve_p50_ms"]
