@@ -381,6 +381,7 @@ def main() -> None:
                 print(f"max batch {run['max_batch']}: {run['served_per_s']:.1f} req/s, p50 {run['p50_ms']:.2f} ms")
             return
         overhead = http_overhead(artifacts, results_path, body, full)
+        overhead["bench_p50_ms"] = next(r.latency("p50") for r in rows if r.depth == full)  # same threads
         slo = args.slo_ms or 5 * overhead["serve_p50_ms"]
         rate = args.load * 1000.0 / overhead["serve_p50_ms"]
         print(f"full depth {full}: served p50 {overhead['serve_p50_ms']:.2f} ms -> {rate:.1f} req/s, SLO {slo:.1f} ms")
