@@ -12,6 +12,7 @@ and exits with the class's ``exit_code``. The codes are declared here and nowher
  6    an exported graph that does not match PyTorch (``ParityError``)
  7    no depth fits the latency budget (``NothingFitsError``)
  8    INT8 loses more accuracy than allowed (``AccuracyDropError``)
+ 9    every measurement of a bench failed (``MeasurementError``; the results file is still written)
 130   interrupted (Ctrl-C)
 ====  ==========================================================================
 """
@@ -92,6 +93,12 @@ class AccuracyDropError(DDNNError):
     """INT8 lost more top-1 than ``max_drop`` for some depth."""
 
     exit_code = 8
+
+
+class MeasurementError(DDNNError):
+    """Every row of a bench failed: the results (with each row's error) are written, but nothing was measured."""
+
+    exit_code = 9
 
 
 # module -> (what it is for, the command that installs it)

@@ -260,3 +260,65 @@ def test_torch_reference_backend(artifacts, tiny_ckpt, tmp_path):
     for row in results.rows:
         assert row.status == "ok" and row.backend == "torch", row.error
         assert row.top1 == pytest.approx(reference[row.depth]["top1"])
+
+
+def test_a_gpu_provider_this_onnxruntime_lacks_stops_before_the_sweep(artifacts, tmp_path):
+    results = tmp_path / "cuda.json"
+    result = CliRunner().invoke(
+        cli, ["bench", "--artifacts", str(artifacts), "--device", "cuda", "--results", str(results), "--no-progress"]
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 5 and len(lines) == 1 and "CUDAExecutionProvider" in lines[0], result.output
+    assert "onnxruntime-gpu" in lines[0] and not results.exists()
+
+
+def test_a_silent_cpu_fallback_of_onnxruntime_is_refused(artifacts, monkeypatch):
+    import onnxruntime
+
+    from ddnn_deploy.runners.onnxruntime_runner import OrtRunner
+
+    real = onnxruntime.InferenceSession
+
+    def cpu_only(path, options, providers):  # what onnxruntime-gpu does when CUDA fails to load
+        return real(path, options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    monkeypatch.setattr(onnxruntime, "InferenceSession", cpu_only)
+    with pytest.raises(MissingDependencyError, match="could not start CUDAExecutionProvider .* runs CPUExecution"):
+        OrtRunner(artifacts / "cifar_resnet20-d8.onnx", provider="cuda").activate()
+
+
+def test_every_row_failing_exits_non_zero_and_keeps_the_results(artifacts, profiles, tmp_path):
+    import hashlib
+    import shutil
+
+    copy = tmp_path / "broken"
+    shutil.copytree(artifacts, copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    for entry in data["artifacts"]:
+        if entry["kind"] == "depth":
+            graph = copy / entry["path"]
+            graph.write_bytes(b"not an onnx graph")
+            entry["sha256"], entry["bytes"] = hashlib.sha256(graph.read_bytes()).hexdigest(), graph.stat().st_size
+    (copy / "manifest.json").write_text(json.dumps(data))
+    results = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "--artifacts",
+            str(copy),
+            "--device",
+            "quick",
+            "--profiles",
+            str(profiles),
+            "--results",
+            str(results),
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 9, result.output
+    assert "error: every measurement failed (first: depth 8" in result.stderr
+    assert {row["status"] for row in json.loads(results.read_text())["rows"]} == {"error"}

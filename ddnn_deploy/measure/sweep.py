@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import INSTALL_HINTS, MissingDependencyError, UsageError
+from ..errors import INSTALL_HINTS, MeasurementError, MissingDependencyError, UsageError
 from ..formats.manifest import Manifest, read_manifest
 from ..formats.profiles import PRECISIONS, DeviceProfile, TimingSettings, get_profile
 from ..formats.results import BenchResults, ResultRow, write_results
@@ -41,6 +41,23 @@ def check_backend(profile: DeviceProfile) -> None:
     if profile.backend == "tensorrt" and not any(importlib.util.find_spec(m) for m in ("cuda", "pycuda")):
         raise MissingDependencyError(
             f"device profile '{profile.name}' needs cuda-python or pycuda for device buffers: pip install cuda-python"
+        )
+    if profile.backend == "tensorrt" and importlib.util.find_spec("onnx") is None:
+        raise MissingDependencyError(f"device profile '{profile.name}' needs onnx: {INSTALL_HINTS['onnx'][1]}")
+    if profile.backend == "onnxruntime" and profile.provider != "cpu":
+        check_provider(profile)
+
+
+def check_provider(profile: DeviceProfile) -> None:
+    """A GPU execution provider this onnxruntime lacks would fail every row: say so before the sweep starts."""
+    from ..runners.onnxruntime_runner import PROVIDERS, import_onnxruntime
+
+    wanted = PROVIDERS[profile.provider]
+    available = import_onnxruntime().get_available_providers()
+    if wanted not in available:
+        raise MissingDependencyError(
+            f"device profile '{profile.name}' needs onnxruntime's {wanted}, and this onnxruntime has only "
+            f"{', '.join(available)}: pip uninstall onnxruntime && pip install onnxruntime-gpu (with CUDA and cuDNN)"
         )
 
 
@@ -196,4 +213,7 @@ def bench(
             from .plot import plot_results
 
             plot_results(results, Path(results_path).with_suffix(".png"))
+    if rows and all(row.status == "error" for row in rows):
+        where = f"; the errors are in {results_path}" if results_path is not None else ""
+        raise MeasurementError(f"every measurement failed (first: depth {rows[0].depth}: {rows[0].error}){where}")
     return results

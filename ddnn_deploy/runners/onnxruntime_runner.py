@@ -52,6 +52,12 @@ class OrtRunner(Runner):
         }[self.graph_optimization]
         providers = [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        active = self.session.get_providers()
+        if wanted not in active:  # onnxruntime falls back to the CPU with only a log line: refuse that here
+            raise MissingDependencyError(
+                f"onnxruntime could not start {wanted} for {self.path.name} (it runs {', '.join(active)}): check the "
+                "CUDA / cuDNN / TensorRT libraries that onnxruntime-gpu needs"
+            )
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _deactivate(self) -> None:
@@ -65,6 +71,7 @@ class OrtRunner(Runner):
         return {
             "backend": self.name,
             "onnxruntime": ort.__version__,
-            "provider": PROVIDERS.get(self.provider),
+            # the provider that actually runs the graph (the wanted one: _activate refuses a silent fallback)
+            "provider": self.session.get_providers()[0] if self.session is not None else PROVIDERS.get(self.provider),
             "threads": self.threads,
         }
