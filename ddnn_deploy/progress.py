@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Callable
+
+# what every API function's ``log=`` takes; typing.Callable (not collections.abc): evaluated at import on Python 3.8
+Log = Callable[[str], None]  # noqa: UP006
 
 
 def progress_bar(iterable: Iterable[Any] | None = None, *, enabled: bool, **options: Any) -> Any:

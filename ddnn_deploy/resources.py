@@ -63,7 +63,7 @@ def calibration_sample(dataset: str) -> Path | None:
     return None if name is None else _find(_CALIBRATION, name)
 
 
-class DefaultCalibrationSamples(Mapping[str, Path]):
+class DefaultCalibrationSamples(Mapping):  # not Mapping[str, Path]: unsubscriptable at run time on Python 3.8
     """``{dataset: sample path}`` resolved lazily on each lookup; datasets whose sample is missing are absent."""
 
     def __getitem__(self, dataset: str) -> Path:

@@ -10,7 +10,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Union
+from typing import Sequence as SequenceOf  # subscriptable at run time on Python 3.8 (collections.abc is not)
 
 from .errors import UsageError
 
@@ -75,9 +76,9 @@ class ArchSpec:
     layers_per_block: int  # weighted layers in one block (2 basic, 3 bottleneck, 1 VGG conv)
     extra_layers: int  # weighted layers outside the blocks (stem conv + classifier)
     named: Mapping[int, DepthConfig] = field(default_factory=dict)
-    default_input: tuple[int, int, int] = field(default=(3, 224, 224), kw_only=True)
-    default_classes: int = field(default=1000, kw_only=True)
-    preprocess: Normalization = field(default=IMAGENET_NORMALIZATION, kw_only=True)
+    default_input: tuple[int, int, int] = (3, 224, 224)  # give these by keyword
+    default_classes: int = 1000
+    preprocess: Normalization = IMAGENET_NORMALIZATION
 
     def __post_init__(self) -> None:
         shape = tuple(self.default_input)
@@ -247,8 +248,9 @@ def resolve_depth(
     return config
 
 
-DepthLike = int | str | DepthConfig
-DepthsLike = str | int | DepthConfig | Sequence[DepthLike] | None
+# typing.Union, not `|`: these aliases are evaluated at import, and the runtime half runs on Python 3.8
+DepthLike = Union[int, str, DepthConfig]  # noqa: UP007
+DepthsLike = Union[str, int, DepthConfig, SequenceOf[DepthLike], None]  # noqa: UP006, UP007
 
 
 def parse_depths(

@@ -116,10 +116,9 @@ def test_every_input_form_gives_the_same_answer(runtime, images, tmp_path):
 
 
 def test_selector_mode_and_set_depth(tiny_artifacts, images):
-    with (
-        DepthRuntime.from_artifacts(tiny_artifacts, use_selector=True) as selector,
-        DepthRuntime.from_artifacts(tiny_artifacts) as per_depth,
-    ):
+    selector = DepthRuntime.from_artifacts(tiny_artifacts, use_selector=True)
+    per_depth = DepthRuntime.from_artifacts(tiny_artifacts)
+    with selector, per_depth:
         for depth in (8, 14):
             a = selector.predict(images.images[:16], depth=depth)
             b = per_depth.predict(images.images[:16], depth=depth)

@@ -7,12 +7,13 @@ same object feeds ``quantize_static``, the accuracy loop and the bench loop. num
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Dict
 
 import numpy as np
 
 from .preprocess import Preprocess
 
-Feed = dict[str, np.ndarray]
+Feed = Dict[str, np.ndarray]  # noqa: UP006 - evaluated at import; Python 3.8 has no dict[...]
 
 
 class FeedReader:

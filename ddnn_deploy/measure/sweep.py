@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,10 @@ from ..errors import INSTALL_HINTS, MeasurementError, MissingDependencyError, Us
 from ..formats.manifest import Manifest, read_manifest
 from ..formats.profiles import PRECISIONS, DeviceProfile, TimingSettings, get_profile
 from ..formats.results import BenchResults, ResultRow, write_results
-from ..progress import progress_bar
+from ..progress import Log, progress_bar
 from .environment import capture, warnings_for
 from .plan import DatasetRef, Job, plan_jobs
 from .worker import error_rows
-
-Log = Callable[[str], None]
 
 
 def check_backend(profile: DeviceProfile) -> None:

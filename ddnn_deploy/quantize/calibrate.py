@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,11 @@ from ..atomic import make_readable, sha256_file
 from ..data import ImageDataset, Preprocess, load_dataset
 from ..errors import AccuracyDropError, DataError, UsageError, optional_import
 from ..formats.manifest import Artifact, Manifest, read_manifest, write_manifest
-from ..progress import progress_bar
+from ..progress import Log, progress_bar
 from ..runners.accuracy import runner_accuracy
 from ..runners.onnxruntime_runner import OrtRunner
 from .config import QuantConfig
 from .reader import FeedReader, calibration_images, data_hash
-
-Log = Callable[[str], None]
 
 
 @dataclass
