@@ -13,7 +13,6 @@ No torch, no work at import time: paths are resolved when a function is called.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from importlib import resources as _resources
 from pathlib import Path
 
 DEMO_CHECKPOINT = "fmnist-resnet20-ddnn.pt"
@@ -30,13 +29,11 @@ def _repository_root() -> Path:
 
 def _find(where: tuple[str, str], name: str) -> Path | None:
     packaged, repo_folder = where
-    try:
-        candidate = _resources.files(__package__).joinpath(packaged).joinpath(name)
-    except (ModuleNotFoundError, TypeError, ValueError):  # pragma: no cover - a broken install
-        candidate = None
-    if candidate is not None and candidate.is_file():
-        # Wheels install as plain files, so this is a real path (not a zip member): return it as is.
-        return Path(str(candidate))
+    # A wheel installs package data as plain files beside the code (no zip import is supported), so a path
+    # relative to this module finds it; importlib.resources.files would need Python 3.9.
+    candidate = Path(__file__).resolve().parent / packaged / name
+    if candidate.is_file():
+        return candidate
     in_repo = _repository_root() / repo_folder / name
     return in_repo if in_repo.is_file() else None
 

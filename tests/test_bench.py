@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers import cli_runner
 
 from ddnn_deploy.cli import cli
 from ddnn_deploy.errors import ArtifactsError, MissingDependencyError, ResultsError, UsageError
-from ddnn_deploy.evaluation import evaluate_checkpoint
 from ddnn_deploy.formats.manifest import FORMAT as MANIFEST_FORMAT
 from ddnn_deploy.formats.manifest import read_manifest
 from ddnn_deploy.formats.profiles import TimingSettings, get_profile, load_profiles
@@ -96,6 +95,8 @@ def test_bench_measures_every_depth_and_fp32_accuracy_equals_pytorch(artifacts, 
     assert {(r["depth"], r["kind"], r["batch"]) for r in rows} == {
         (d, k, b) for d in (8, 14) for k in ("depth", "selector") for b in (1, 2)
     }
+    from ddnn_deploy.evaluation import evaluate_checkpoint
+
     reference = {r["depth"]: r for r in evaluate_checkpoint(str(tiny_ckpt), limit=300)["depths"]}
     for row in rows:
         assert row["status"] == "ok", row.get("error")
@@ -111,7 +112,7 @@ def test_bench_measures_every_depth_and_fp32_accuracy_equals_pytorch(artifacts, 
 
 def test_cli_bench_then_pick(artifacts, profiles, tmp_path):
     results_path = tmp_path / "r.json"
-    result = CliRunner().invoke(
+    result = cli_runner().invoke(
         cli,
         [
             "bench",
@@ -130,11 +131,11 @@ def test_cli_bench_then_pick(artifacts, profiles, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "pick: depth" in result.stdout and results_path.with_suffix(".png").exists() is False  # no accuracy
-    picked = CliRunner().invoke(cli, ["pick", "--results", str(results_path), "--budget-ms", "1000", "--json"])
+    picked = cli_runner().invoke(cli, ["pick", "--results", str(results_path), "--budget-ms", "1000", "--json"])
     assert picked.exit_code == 0, picked.output
     payload = json.loads(picked.stdout)
     assert payload["depth"] in (8, 14) and payload["latency_ms"] > 0 and "top1" in payload
-    nothing = CliRunner().invoke(cli, ["pick", "--results", str(results_path), "--budget-ms", "0.000001"])
+    nothing = cli_runner().invoke(cli, ["pick", "--results", str(results_path), "--budget-ms", "0.000001"])
     assert nothing.exit_code == 7 and "the fastest, depth" in nothing.stderr
     for args, code, text in (
         (["pick", "--results", str(results_path), "--budget-ms", "-3"], 2, "positive"),
@@ -142,7 +143,7 @@ def test_cli_bench_then_pick(artifacts, profiles, tmp_path):
         (["bench", "--artifacts", str(tmp_path), "--no-progress"], 3, "no manifest.json"),
         (["bench", "--artifacts", str(artifacts), "--device", "nano"], 2, "known profiles"),
     ):
-        result = CliRunner().invoke(cli, args)
+        result = cli_runner().invoke(cli, args)
         assert result.exit_code == code, (args, result.output)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and text in lines[0] and "Traceback" not in result.output
@@ -256,6 +257,8 @@ def test_torch_reference_backend(artifacts, tiny_ckpt, tmp_path):
         limit=200,
         progress=False,
     )
+    from ddnn_deploy.evaluation import evaluate_checkpoint
+
     reference = {r["depth"]: r for r in evaluate_checkpoint(str(tiny_ckpt), limit=200)["depths"]}
     for row in results.rows:
         assert row.status == "ok" and row.backend == "torch", row.error
@@ -264,7 +267,7 @@ def test_torch_reference_backend(artifacts, tiny_ckpt, tmp_path):
 
 def test_a_gpu_provider_this_onnxruntime_lacks_stops_before_the_sweep(artifacts, tmp_path):
     results = tmp_path / "cuda.json"
-    result = CliRunner().invoke(
+    result = cli_runner().invoke(
         cli, ["bench", "--artifacts", str(artifacts), "--device", "cuda", "--results", str(results), "--no-progress"]
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -304,7 +307,7 @@ def test_every_row_failing_exits_non_zero_and_keeps_the_results(artifacts, profi
             entry["sha256"], entry["bytes"] = hashlib.sha256(graph.read_bytes()).hexdigest(), graph.stat().st_size
     (copy / "manifest.json").write_text(json.dumps(data))
     results = tmp_path / "r.json"
-    result = CliRunner().invoke(
+    result = cli_runner().invoke(
         cli,
         [
             "bench",

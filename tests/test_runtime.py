@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import cli_runner
 
 from ddnn_deploy.cli import cli
 from ddnn_deploy.data import Preprocess, load_dataset
@@ -190,21 +190,21 @@ def test_predict_command(tiny_artifacts, images, tmp_path):
     path.write_bytes(_png(images.images[0][0]))
     npy = tmp_path / "two.npy"
     np.save(npy, images.images[:2])
-    result = CliRunner().invoke(
+    result = cli_runner().invoke(
         cli, ["predict", "--artifacts", str(tiny_artifacts), "--depth", "8", "--json", str(path), str(npy)]
     )
     assert result.exit_code == 0, result.output
     predictions = json.loads(result.stdout)["predictions"]
     assert len(predictions) == 3 and {p["depth"] for p in predictions} == {8}
     assert set(predictions[0]) >= {"path", "label", "class_name", "score", "depth", "latency_ms"}
-    table = CliRunner().invoke(cli, ["predict", "--artifacts", str(tiny_artifacts), str(path)])
+    table = cli_runner().invoke(cli, ["predict", "--artifacts", str(tiny_artifacts), str(path)])
     assert table.exit_code == 0 and "shoe.png" in table.stdout
     for args, code, text in (
         (["--depth", "20", str(path)], 2, "depth 20 is not loaded"),
         ([str(tmp_path / "missing.png")], 4, "no such file"),
         (["--budget-ms", "1", str(path)], 2, "needs the bench results"),
     ):
-        bad = CliRunner().invoke(cli, ["predict", "--artifacts", str(tiny_artifacts), *args])
+        bad = cli_runner().invoke(cli, ["predict", "--artifacts", str(tiny_artifacts), *args])
         lines = [line for line in bad.stderr.splitlines() if line.strip()]
         assert bad.exit_code == code and len(lines) == 1 and text in lines[0], bad.output
 

@@ -19,7 +19,7 @@ import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -272,7 +272,7 @@ def create_app(runtime: DepthRuntime, settings: ServeSettings | None = None) -> 
         }
 
     # annotations as objects: fastapi is imported here, lazily, so a string annotation could not be resolved
-    predict.__annotations__ = {"request": fastapi.Request, "depth": int | None}
+    predict.__annotations__ = {"request": fastapi.Request, "depth": Optional[int]}  # noqa: UP045 - Python 3.8
     app.post("/v1/predict", summary="Predict the class of one image, or of every image in a .npy array")(predict)
 
     @app.get("/healthz", summary="Liveness, the current depth and the policy")
