@@ -337,7 +337,9 @@ def _only_our_errors(call):
         assert "\n" not in str(exc) and str(exc), repr(exc)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=mutated(manifest_dict()))
 def test_mutated_manifests_raise_only_our_errors(data, tmp_path):
     _only_our_errors(lambda: parse_manifest(data))
@@ -345,7 +347,9 @@ def test_mutated_manifests_raise_only_our_errors(data, tmp_path):
     _only_our_errors(lambda: read_manifest(tmp_path))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=mutated(results_dict()))
 def test_mutated_results_raise_only_our_errors(data, tmp_path):
     _only_our_errors(lambda: parse_results(data))
@@ -369,7 +373,9 @@ def _toml_value(value):
     return json.dumps(value) if isinstance(value, str) else str(value)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     table=st.dictionaries(
         st.sampled_from(

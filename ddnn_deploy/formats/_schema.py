@@ -73,7 +73,11 @@ def field_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif not _TYPE_TAG.search(str(part)):
+        elif _TYPE_TAG.search(str(part)):
+            continue  # a union member's type, not a field
+        elif not re.fullmatch(r"[\w.-]+", str(part)):  # a key with spaces, quotes or newlines: quote it
+            text += f"[{json.dumps(str(part))}]"
+        else:
             text += ("." if text else "") + str(part)
     return text
 
@@ -115,7 +119,7 @@ def first_problem(exc: ValidationError) -> str:
         seen.append(where)
         lines.append(f"{where}: {_message(error)}" if where else _message(error))
     more = f" (and {len(lines) - 1} more problem{'s' if len(lines) > 2 else ''})" if len(lines) > 1 else ""
-    return lines[0] + more
+    return (lines[0] + more).replace("\n", "\\n")
 
 
 def non_finite_path(value: Any, loc: tuple = ()) -> Optional[tuple]:
