@@ -325,3 +325,26 @@ def test_every_row_failing_exits_non_zero_and_keeps_the_results(artifacts, profi
     assert result.exit_code == 9, result.output
     assert "error: every measurement failed (first: depth 8" in result.stderr
     assert {row["status"] for row in json.loads(results.read_text())["rows"]} == {"error"}
+
+
+def test_a_failed_accuracy_pass_keeps_the_latency_rows(artifacts, tmp_path):
+    from ddnn_deploy.formats.profiles import TimingSettings
+    from ddnn_deploy.measure.plan import DatasetRef, plan_jobs
+    from ddnn_deploy.measure.worker import run_job
+
+    profile = get_profile("x86-cpu").with_timing(
+        TimingSettings(warmup_iters=1, warmup_seconds=0, min_iters=5, min_seconds=0)
+    )
+    broken = DatasetRef(name="fashion-mnist", data_dir=str(tmp_path))  # an empty folder: accuracy must fail
+    job = plan_jobs(read_manifest(artifacts), profile, depths=[8], dataset=broken)[0]
+    rows = run_job(job)
+    assert [r["status"] for r in rows] == ["ok", "ok"] and all(r["latency_ms"]["n"] >= 5 for r in rows)
+    assert all(r["accuracy"] is None and r["accuracy_error"].startswith("DataError") for r in rows)
+
+
+def test_tensorrt_accuracy_is_fed_within_the_engine_profile():
+    from ddnn_deploy.measure.plan import accuracy_batch
+
+    assert accuracy_batch(get_profile("jetson")) == 1  # the engine is built for batch 1 only
+    assert accuracy_batch(get_profile("jetson").model_copy(update={"batch_sizes": (1, 4)})) == 4
+    assert accuracy_batch(get_profile("x86-cpu")) == 256  # onnxruntime has no profile to respect

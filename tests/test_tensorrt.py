@@ -75,3 +75,18 @@ def test_engine_builds_caches_and_matches_onnxruntime(tiny_ckpt, tmp_path):  # p
     np.testing.assert_allclose(got, expected, atol=1e-3)
     with trt_runner.TrtRunner(onnx_file, precision="fp32", cache_dir=tmp_path / "engines") as runner:
         assert not runner.built  # the cached engine's sidecar matched
+
+
+def test_an_input_outside_the_engine_profile_is_refused_not_run(tmp_path):
+    import numpy as np
+
+    from ddnn_deploy.errors import DDNNError
+
+    runner = trt_runner.TrtRunner(tmp_path / "d8.onnx", precision="fp16", max_batch=1)
+    calls = []
+    # set_input_shape returns False outside the optimisation profile (TensorRT 8.5-11); nothing may run after it
+    runner.context = SimpleNamespace(set_input_shape=lambda name, shape: calls.append(shape) or len(calls) > 5)
+    runner.inputs, runner.active = ["input"], True
+    with pytest.raises(DDNNError, match=r"shape \[256, 1, 28, 28\] is outside the engine's profile \(batch 1-1\)"):
+        runner.infer({"input": np.zeros((256, 1, 28, 28), np.float32)})
+    assert calls == [(256, 1, 28, 28)]

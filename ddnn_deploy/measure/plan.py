@@ -78,6 +78,14 @@ def graph_for(artifact: Artifact, precision: str, profile: DeviceProfile, chosen
     return True
 
 
+def accuracy_batch(profile: DeviceProfile) -> int:
+    """The accuracy pass's batch: a TensorRT engine's optimisation profile ends at the largest timed batch, so
+    accuracy is fed in chunks within it (a larger input would leave the engine's input unspecified)."""
+    if profile.backend == "tensorrt":
+        return min(profile.accuracy_batch, max(profile.batch_sizes))
+    return profile.accuracy_batch
+
+
 def _select(manifest: Manifest, depths: Optional[Sequence[int]], include_selector: bool) -> List[Artifact]:
     kinds = ("depth", "selector") if include_selector else ("depth",)
     chosen = [a for a in manifest.artifacts if a.kind in kinds]
@@ -127,7 +135,7 @@ def plan_jobs(
                         timing=profile.timing,
                         input_shape=list(manifest.input_shape),
                         preprocess=manifest.preprocess.to_json_dict(),
-                        accuracy_batch=profile.accuracy_batch,
+                        accuracy_batch=accuracy_batch(profile),
                         class_names=manifest.class_names or None,
                         checkpoint=checkpoint,
                         engine_cache=engine_cache,

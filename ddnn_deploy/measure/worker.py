@@ -112,7 +112,7 @@ def run_job(job: Job) -> list[dict[str, Any]]:
         rows = [_time_batch(runner, job, batch, rng) for batch in job.batch_sizes]
         peak = _peak_rss_mb()  # before any dataset is loaded: the process running the model
         info = runner.info()  # after inference, so GPU memory includes the buffers and workspace
-        acc = accuracy(runner, job)
+        acc, accuracy_error = _accuracy_or_error(runner, job)
     memory = {
         "peak_rss_mb": peak,
         "baseline_rss_mb": baseline,
@@ -122,7 +122,17 @@ def run_job(job: Job) -> list[dict[str, Any]]:
     }
     for row in rows:
         row.update({"accuracy": acc, "memory_mb": memory, "runner": info})
+        if accuracy_error is not None:
+            row["accuracy_error"] = accuracy_error
     return rows
+
+
+def _accuracy_or_error(runner: Any, job: Job) -> tuple[dict[str, Any] | None, str | None]:
+    """Accuracy, or why it failed: a failed accuracy pass must never erase the latency rows already measured."""
+    try:
+        return accuracy(runner, job), None
+    except Exception as exc:  # noqa: BLE001 - recorded beside the latency, which stays valid
+        return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
 
 
 def error_rows(batch_sizes: list[int], message: str, **extra: Any) -> list[dict[str, Any]]:

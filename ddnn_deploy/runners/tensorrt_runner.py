@@ -199,7 +199,13 @@ class TrtRunner(Runner):
     def _infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         for name in self.inputs:
             host = np.ascontiguousarray(feed[name])
-            self.context.set_input_shape(name, host.shape)
+            # False when the shape is outside the engine's optimisation profile: TensorRT 10 then leaves the input
+            # unspecified and older versions keep the previous shape; either way the result would be wrong
+            if self.context.set_input_shape(name, host.shape) is False:
+                raise DDNNError(
+                    f"input {name} of shape {list(host.shape)} is outside the engine's profile (batch 1-"
+                    f"{self.max_batch}); feed it in chunks of at most {self.max_batch}"
+                )
             ptr = self._buffer(name, host.nbytes)
             self.buffers.to_device(ptr, host)
             self.context.set_tensor_address(name, ptr)
