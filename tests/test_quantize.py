@@ -67,6 +67,13 @@ def test_calibrate_every_depth_for_cpu_and_tensorrt(artifacts):
     trt = calibrate(artifacts, QuantConfig(target="tensorrt"), depths=[8], eval_samples=None).to_json_dict()
     entry = next(a for a in trt["artifacts"] if a.get("target") == "tensorrt")
     assert _zero_point_types(artifacts / entry["path"]) == {"int8"}  # symmetric signed for TensorRT
+    from ddnn_deploy.quantize.conformance import tensorrt_qdq_problems
+
+    trt_graph = onnx.load(str(artifacts / entry["path"]))
+    assert tensorrt_qdq_problems(trt_graph) == []  # INT8 DQ inputs only, zero points 0, per-channel axis 0
+    assert not [i for i in trt_graph.graph.initializer if i.data_type == onnx.TensorProto.INT32]  # float biases
+    cpu_graph = onnx.load(str(artifacts / int8[8]["path"]))
+    assert any("uint8" in p or "INT32" in p or "int32" in p for p in tensorrt_qdq_problems(cpu_graph))
     assert len([a for a in trt["artifacts"] if a["precision"] == "int8"]) == 3
 
 

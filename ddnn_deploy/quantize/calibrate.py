@@ -23,12 +23,13 @@ import numpy as np
 
 from ..atomic import make_readable, sha256_file
 from ..data import ImageDataset, Preprocess, load_dataset
-from ..errors import AccuracyDropError, DataError, UsageError, optional_import
+from ..errors import AccuracyDropError, DataError, DDNNError, UsageError, optional_import
 from ..formats.manifest import Artifact, Manifest, read_manifest, write_manifest
 from ..progress import Log, progress_bar
 from ..runners.accuracy import runner_accuracy
 from ..runners.onnxruntime_runner import OrtRunner
 from .config import QuantConfig
+from .conformance import tensorrt_qdq_problems
 from .reader import FeedReader, calibration_images, data_hash
 
 
@@ -50,6 +51,13 @@ def _quantize(src: Path, dst: Path, reader: FeedReader, config: QuantConfig, wor
     shape_inference.quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
     quantization.quantize_static(str(prepared), str(dst), reader, **config.quantize_static_kwargs())
     prepared.unlink(missing_ok=True)
+    if config.target == "tensorrt":
+        problems = tensorrt_qdq_problems(optional_import("onnx").load(str(dst)))
+        if problems:
+            raise DDNNError(
+                f"{src.name}: the INT8 graph would not parse in TensorRT: {problems[0]} "
+                f"({len(problems)} problem(s)); please report this"
+            )
 
 
 def _sources(manifest: Manifest, depths: Sequence[int] | None) -> list[Artifact]:

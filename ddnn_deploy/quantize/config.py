@@ -60,7 +60,9 @@ class QuantConfig:
         if self.method == "percentile":
             extra["CalibPercentile"] = self.percentile
         if self.target == "tensorrt":
-            extra.update({"ActivationSymmetric": True, "WeightSymmetric": True})
+            # TensorRT's explicit quantization: symmetric INT8, and biases left in float (onnx-tensorrt refuses the
+            # INT32 bias DequantizeLinear that onnxruntime's default QuantizeBias=True makes)
+            extra.update({"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
         return {
             "quant_format": QuantFormat.QDQ,
             "per_channel": self.per_channel,
