@@ -51,3 +51,24 @@ def tiny_artifacts(tmp_path_factory, fashion_mnist_dir, request) -> Path:
         return Path(ready)
     ckpt = request.getfixturevalue("tiny_ckpt")
     return tiny.make_artifacts(ckpt, tmp_path_factory.mktemp("export") / "artifacts")
+
+
+def _has_gpu() -> bool:
+    if torch is not None:
+        return bool(torch.cuda.is_available())
+    import shutil
+
+    return shutil.which("nvidia-smi") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests need a CUDA GPU and ``tensorrt`` tests the TensorRT bindings: skipped with the reason where absent."""
+    import importlib.util
+
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (none here)")
+    no_trt = pytest.mark.skip(reason="needs TensorRT (not installed here)")
+    for item in items:
+        if "gpu" in item.keywords and not _has_gpu():
+            item.add_marker(no_gpu)
+        if "tensorrt" in item.keywords and importlib.util.find_spec("tensorrt") is None:
+            item.add_marker(no_trt)

@@ -11,7 +11,15 @@ from ddnn_deploy.runners import tensorrt_runner as trt_runner
 
 
 def _fake_trt(version):
-    flags = SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=5)
+    # the enum values of the real bindings: 8.x has EXPLICIT_BATCH=0; 10.x EXPLICIT_BATCH=0 (deprecated) and
+    # STRONGLY_TYPED=1; 11.x dropped EXPLICIT_BATCH, so STRONGLY_TYPED=0
+    major = int(version.split(".")[0])
+    if major >= 11:
+        flags = SimpleNamespace(STRONGLY_TYPED=0)
+    elif major == 10:
+        flags = SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=1)
+    else:
+        flags = SimpleNamespace(EXPLICIT_BATCH=0)
     return SimpleNamespace(__version__=version, NetworkDefinitionCreationFlag=flags)
 
 
@@ -19,7 +27,7 @@ def test_network_flags_follow_the_tensorrt_version():
     assert trt_runner.builder_network_flags(_fake_trt("8.5.2"), "fp16") == 1  # EXPLICIT_BATCH
     assert trt_runner.builder_network_flags(_fake_trt("8.6.1"), "fp16") == 1
     assert trt_runner.builder_network_flags(_fake_trt("10.3.0"), "fp16") == 0  # explicit batch is implicit
-    assert trt_runner.builder_network_flags(_fake_trt("11.0.0"), "fp16") == 1 << 5  # strongly typed
+    assert trt_runner.builder_network_flags(_fake_trt("11.0.0"), "fp16") == 1 << 0  # strongly typed
 
 
 def test_sidecar_is_checked_field_by_field():
@@ -61,11 +69,16 @@ def test_missing_tensorrt_is_one_clear_error():
 def test_engine_builds_caches_and_matches_onnxruntime(tiny_ckpt, tmp_path):  # pragma: no cover - needs a GPU
     import numpy as np
 
-    from ddnn_deploy import export
+    from ddnn_deploy import bench, export, get_profile
     from ddnn_deploy.runners import OrtRunner
 
-    manifest = export(tiny_ckpt, tmp_path / "a", depths="8", simplify=False).to_json_dict()
+    manifest = export(tiny_ckpt, tmp_path / "a", depths="8", simplify=False, selector=True).to_json_dict()
     onnx_file = tmp_path / "a" / manifest["artifacts"][0]["path"]
+    # accuracy through the engine (batch 1 profile, 300 images fed in chunks) equals onnxruntime's on the CPU
+    jetson = get_profile("jetson").model_copy(update={"precisions": ("fp32",), "min_iters": 20, "min_seconds": 0.0})
+    on_gpu = bench(tmp_path / "a", device=jetson, dataset="fashion-mnist", limit=300, progress=False)
+    on_cpu = bench(tmp_path / "a", device="x86-cpu", dataset="fashion-mnist", limit=300, progress=False)
+    assert on_gpu.rows[0].status == "ok" and abs(on_gpu.rows[0].top1 - on_cpu.rows[0].top1) <= 0.5
     x = np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32)
     with OrtRunner(onnx_file) as ort_runner:
         expected = ort_runner.infer({"input": x})[0]

@@ -90,7 +90,8 @@ def build_engine(
     builder = trt.Builder(logger)
     network = builder.create_network(builder_network_flags(trt, precision))
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    # parse from the path, not the bytes: the selector graph keeps its weights in external data beside the file
+    if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise DDNNError(f"TensorRT could not parse {onnx_path.name}: {errors[:300]}")
     config = builder.create_builder_config()
