@@ -62,7 +62,7 @@ def _has_gpu() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """``gpu`` tests need a CUDA GPU and ``tensorrt`` tests the TensorRT bindings: skipped with the reason where absent."""
+    """``gpu`` tests need a CUDA GPU, ``tensorrt`` tests TensorRT: skipped with the reason where absent."""
     import importlib.util
 
     no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (none here)")
