@@ -45,27 +45,59 @@ def jetson_state() -> dict[str, Any] | None:
     model = _read("/proc/device-tree/model")
     if release is None and not (model and "jetson" in model.lower()):
         return None
-    power = _run(["nvpmodel", "-q"])
-    clocks = _run(["jetson_clocks", "--show"])
+    # `jetson_clocks --show` needs root: as root it runs directly, otherwise `sudo -n` (never a password prompt);
+    # without either the clock state is unknown (None), never guessed
+    show = ["jetson_clocks", "--show"] if os.geteuid() == 0 else ["sudo", "-n", "jetson_clocks", "--show"]
+    clocks = _run(show)
+    power = parse_nvpmodel(_run(["nvpmodel", "-q"]))
+    state = parse_jetson_clocks(clocks)
     return {
         "model": (model or "").rstrip("\x00"),
         "l4t": release,
-        "power_mode": power,
-        "clocks_locked": None
-        if clocks is None
-        else ("MaxFreq" in clocks and "MinFreq" in clocks and _clocks_pinned(clocks)),
-        "clocks": clocks,
+        "power_mode": power.get("name") or state.get("power_mode"),
+        "power_mode_id": power.get("id"),
+        "clocks_locked": state.get("locked"),
+        "clocks": state,
+        "clocks_raw": clocks,
     }
 
 
-def _clocks_pinned(text: str) -> bool:
-    """jetson_clocks --show prints 'MinFreq=X MaxFreq=Y CurrentFreq=Z' per CPU; locked when X == Y."""
-    for line in text.splitlines():
-        if "MinFreq=" in line and "MaxFreq=" in line:
-            parts = dict(p.split("=", 1) for p in line.split() if "=" in p)
-            if parts.get("MinFreq") != parts.get("MaxFreq"):
-                return False
-    return True
+def parse_nvpmodel(text: str | None) -> dict[str, Any]:
+    """``nvpmodel -q``: 'NV Power Mode: MAXN' then the mode's id on the next line."""
+    if not text:
+        return {}
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if "Power Mode:" in line), None)
+    ids = [line.strip() for line in text.splitlines() if line.strip().isdigit()]
+    return {"name": name, "id": int(ids[-1]) if ids else None}
+
+
+def _freqs(line: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in line.split() if "=" in part)
+
+
+def parse_jetson_clocks(text: str | None) -> dict[str, Any]:
+    """``jetson_clocks --show`` -> which clocks are pinned. CPUs (online ones) and the GPU are locked when
+    MinFreq == MaxFreq; the memory clock (EMC) keeps MinFreq < MaxFreq even after ``jetson_clocks``, and is
+    locked when ``FreqOverride=1``. ``locked`` is None when the output is missing (no root: unknown)."""
+    if not text:
+        return {"locked": None}
+    cpus, gpu, emc, mode = [], None, None, None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("cpu") and "MinFreq=" in line:
+            values = _freqs(line)
+            if values.get("Online", "1") == "1":
+                cpus.append(values.get("MinFreq") == values.get("MaxFreq"))
+        elif line.startswith("GPU MinFreq="):
+            values = _freqs(line)
+            gpu = values.get("MinFreq") == values.get("MaxFreq")
+        elif line.startswith("EMC MinFreq="):
+            emc = _freqs(line).get("FreqOverride") == "1"
+        elif line.startswith("NV Power Mode:"):
+            mode = line.split(":", 1)[1].strip()
+    parts = {"cpu_locked": all(cpus) if cpus else None, "gpu_locked": gpu, "emc_locked": emc}
+    known = [v for v in parts.values() if v is not None]
+    return {**parts, "power_mode": mode, "locked": all(known) if known else None}
 
 
 def gpus() -> list[dict[str, str]]:
