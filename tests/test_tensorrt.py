@@ -52,6 +52,39 @@ def test_sidecar_is_checked_field_by_field():
     assert "does not match the sha256" in trt_runner.sidecar_mismatch(recorded, expected, engine_sha256="22")
 
 
+def test_orin_modules_cuda_and_l4t_are_told_apart(tmp_path):
+    # Orin Nano 8 GB and AGX Orin 64 GB both report "Orin", compute 8.7: SM count and memory differ
+    nano = {
+        "gpu": "Orin",
+        "compute_capability": "8.7",
+        "sm_count": 8,
+        "total_memory": 7_990_000_000,
+        "cuda_runtime": 12020,
+        "cuda_driver": 12020,
+        "l4t": "# R36 (release), REVISION: 3.0",
+    }
+    agx = {**nano, "sm_count": 16, "total_memory": 64_300_000_000}
+    built_on_nano = trt_runner.expected_sidecar(
+        trt_version="10.3.0", gpu=nano, precision="fp16", onnx_sha256="ab", max_batch=1
+    )
+    on_agx = trt_runner.expected_sidecar(trt_version="10.3.0", gpu=agx, precision="fp16", onnx_sha256="ab", max_batch=1)
+    assert "sm_count differs" in trt_runner.sidecar_mismatch(built_on_nano, on_agx)
+    for key, value in (("cuda_driver", 12060), ("l4t", "# R36 (release), REVISION: 4.0")):
+        assert key in trt_runner.sidecar_mismatch({**built_on_nano, key: value}, built_on_nano)
+    old = {**{k: v for k, v in built_on_nano.items() if k not in ("sm_count", "total_memory")}, "version": 1}
+    assert "version differs" in trt_runner.sidecar_mismatch(old, built_on_nano)  # version-1 sidecars: rebuild
+
+
+def test_a_corrupt_sidecar_means_rebuild_not_a_traceback(tmp_path):
+    sidecar = tmp_path / "d8.fp16.b1.engine.json"
+    for content in ("{not json", "[1, 2]", "\xff\xfe"):
+        sidecar.write_text(content)
+        assert trt_runner.read_sidecar(sidecar) is None
+    assert trt_runner.read_sidecar(tmp_path / "missing.json") is None
+    sidecar.write_text('{"format": "ddnn-deploy.engine"}')
+    assert trt_runner.read_sidecar(sidecar) == {"format": "ddnn-deploy.engine"}
+
+
 def test_engine_cache_paths(tmp_path):
     engine, sidecar = trt_runner.engine_paths(tmp_path, tmp_path / "cifar_resnet20-d8.onnx", "fp16", 4)
     assert engine.name == "cifar_resnet20-d8.fp16.b4.engine" and sidecar.name == engine.name + ".json"

@@ -117,12 +117,38 @@ class CudaBuffers:
 def gpu_identity() -> dict[str, Any]:
     """Name and compute capability of GPU 0 (for the engine sidecar)."""
     cudart = _cudart()
+    l4t = _l4t_release()
     if cudart is not None:
         props = _check(cudart.cudaGetDeviceProperties(0))
         name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-        return {"gpu": name.strip("\x00"), "compute_capability": f"{props.major}.{props.minor}"}
+        return {
+            "gpu": name.strip("\x00"),
+            "compute_capability": f"{props.major}.{props.minor}",
+            "sm_count": int(props.multiProcessorCount),
+            "total_memory": int(props.totalGlobalMem),
+            "cuda_runtime": int(_check(cudart.cudaRuntimeGetVersion())),
+            "cuda_driver": int(_check(cudart.cudaDriverGetVersion())),
+            "l4t": l4t,
+        }
     drv = optional_import("pycuda.driver", "TensorRT's device buffers (or: pip install cuda-python)")
     drv.init()
     device = drv.Device(0)
     major, minor = device.compute_capability()
-    return {"gpu": device.name(), "compute_capability": f"{major}.{minor}"}
+    return {
+        "gpu": device.name(),
+        "compute_capability": f"{major}.{minor}",
+        "sm_count": int(device.get_attribute(drv.device_attribute.MULTIPROCESSOR_COUNT)),
+        "total_memory": int(device.total_memory()),
+        "cuda_runtime": int(drv.get_version()[0] * 1000 + drv.get_version()[1] * 10),
+        "cuda_driver": int(drv.get_driver_version()),
+        "l4t": l4t,
+    }
+
+
+def _l4t_release() -> str | None:
+    """The first line of /etc/nv_tegra_release on a Jetson ("# R35 (release), REVISION: 4.1, ..."), else None."""
+    try:
+        with open("/etc/nv_tegra_release") as f:
+            return f.readline().strip() or None
+    except OSError:
+        return None

@@ -37,14 +37,28 @@ def expected_sidecar(
 ) -> dict[str, Any]:
     return {
         "format": "ddnn-deploy.engine",
-        "version": 1,
+        "version": 2,
         "tensorrt": trt_version,
-        "gpu": gpu["gpu"],
-        "compute_capability": gpu["compute_capability"],
+        **{key: gpu.get(key) for key in GPU_KEYS},
         "precision": precision,
         "onnx_sha256": onnx_sha256,
         "max_batch": max_batch,
     }
+
+
+# What identifies the device an engine was built for. Orin Nano, NX and AGX all report "Orin", compute 8.7:
+# the SM count and memory tell them apart; CUDA runtime/driver and the L4T release change the kernels chosen.
+GPU_KEYS = ("gpu", "compute_capability", "sm_count", "total_memory", "cuda_runtime", "cuda_driver", "l4t")
+SIDECAR_KEYS = ("format", "version", "tensorrt", *GPU_KEYS, "precision", "onnx_sha256", "max_batch")
+
+
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """The sidecar as a dict, or None when it is missing or unreadable (which means: rebuild, not a traceback)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def sidecar_mismatch(
@@ -53,7 +67,7 @@ def sidecar_mismatch(
     """None when the cached engine may be loaded; otherwise why not (checked before deserializing)."""
     if found is None:
         return "no sidecar"
-    for key in ("format", "version", "tensorrt", "gpu", "compute_capability", "precision", "onnx_sha256", "max_batch"):
+    for key in SIDECAR_KEYS:
         if found.get(key) != expected.get(key):
             return f"{key} differs (engine: {found.get(key)!r}, here: {expected.get(key)!r})"
     if engine_sha256 is not None and found.get("engine_sha256") != engine_sha256:
@@ -154,11 +168,12 @@ class TrtRunner(Runner):
             max_batch=self.max_batch,
         )
         engine_path, sidecar_path = engine_paths(self.cache_dir, self.onnx_path, self.precision, self.max_batch)
-        found = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else None
-        engine_sha = hashlib.sha256(engine_path.read_bytes()).hexdigest() if engine_path.is_file() else None
-        reason = sidecar_mismatch(found, expected, engine_sha) if engine_path.is_file() else "no cached engine"
+        found = read_sidecar(sidecar_path)
+        blob = engine_path.read_bytes() if engine_path.is_file() else None  # read ONCE: hashed and deserialized
+        engine_sha = hashlib.sha256(blob).hexdigest() if blob is not None else None
+        reason = sidecar_mismatch(found, expected, engine_sha) if blob is not None else "no cached engine"
         if reason is not None:
-            if engine_path.is_file() and not self.rebuild:
+            if blob is not None and not self.rebuild:
                 raise EngineMismatchError(f"refusing cached engine {engine_path.name}: {reason}")
             import onnx
 
@@ -180,7 +195,7 @@ class TrtRunner(Runner):
         self.buffers = CudaBuffers()  # first: pycuda pushes the primary context the engine must live in
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        self.engine = self.runtime.deserialize_cuda_engine(blob)  # the bytes whose sha256 was checked
         if self.engine is None:
             raise EngineMismatchError(f"TensorRT could not deserialize {engine_path.name}; delete it to rebuild")
         self.context = self.engine.create_execution_context()
