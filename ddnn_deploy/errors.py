@@ -110,10 +110,14 @@ INSTALL_HINTS: dict[str, tuple[str, str]] = {
     "onnxscript": ("the dynamo exporter", "pip install onnxscript"),
     "tensorrt": (
         "TensorRT engines",
-        "pip install 'ddnn-deploy[trt]' (on JetPack: the system python3-libnvinfer; "
-        "create the venv with --system-site-packages)",
+        "pip install 'ddnn-deploy[trt]' for CUDA 13 drivers (>= 580), 'ddnn-deploy[trt-cu12]' for CUDA 12 "
+        "drivers; on JetPack TensorRT is the system package python3-libnvinfer: create the venv with "
+        "--system-site-packages",
     ),
-    "cuda": ("CUDA device buffers", "pip install cuda-python"),
+    "cuda": (
+        "CUDA device buffers",
+        "pip install 'cuda-python<13' (CUDA 12 drivers, JetPack 6) or cuda-python (CUDA 13)",
+    ),
     "pycuda": ("CUDA device buffers", "pip install pycuda"),
     "openvino": ("the OpenVINO back-end", "pip install openvino"),
     "PIL": ("reading image files", "pip install pillow"),

@@ -136,3 +136,13 @@ def test_an_input_outside_the_engine_profile_is_refused_not_run(tmp_path):
     with pytest.raises(DDNNError, match=r"shape \[256, 1, 28, 28\] is outside the engine's profile \(batch 1-1\)"):
         runner.infer({"input": np.zeros((256, 1, 28, 28), np.float32)})
     assert calls == [(256, 1, 28, 28)]
+
+
+def test_an_old_driver_is_one_line_that_says_what_to_install():
+    from ddnn_deploy.runners.cuda_buffers import _check
+
+    with pytest.raises(MissingDependencyError, match=r"cudaErrorInsufficientDriver.*ddnn-deploy\[trt-cu12\]"):
+        _check((35,))  # what cuda-python 13 returns on a CUDA 12 driver
+    assert _check((0, 7)) == 7
+    with pytest.raises(RuntimeError, match="CUDA runtime error 2"):
+        _check((2, None))

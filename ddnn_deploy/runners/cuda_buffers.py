@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import optional_import
+from ..errors import MissingDependencyError, optional_import
 
 
 def _cudart() -> Any | None:
@@ -28,9 +28,18 @@ def _cudart() -> Any | None:
         return None
 
 
+CUDA_ERROR_INSUFFICIENT_DRIVER = 35  # cudaError_t cudaErrorInsufficientDriver
+
+
 def _check(result: Any) -> Any:
     """cuda-python returns (err, *values); raise on a non-zero error code."""
     err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) == CUDA_ERROR_INSUFFICIENT_DRIVER:
+        raise MissingDependencyError(
+            "the NVIDIA driver is older than this cuda-python / TensorRT build needs (cudaErrorInsufficientDriver): "
+            "for CUDA 12 drivers and JetPack 6 install pip install 'ddnn-deploy[trt-cu12]' (tensorrt-cu12, "
+            "cuda-python<13), or update the driver (CUDA 13 builds need driver >= 580)"
+        )
     if int(err) != 0:
         raise RuntimeError(f"CUDA runtime error {err}")
     return values[0] if len(values) == 1 else (tuple(values) if values else None)
