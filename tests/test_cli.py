@@ -143,6 +143,13 @@ def test_python_api_without_torch_names_the_install_command():
     assert "torch is not installed; ddnn_deploy.export needs it; install it with: pip install torch" in result.stdout
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_train_on_cuda_without_a_gpu_is_one_line(tmp_path):
+    assert_one_line_error(run("train", "--device", "cuda", "--out", tmp_path / "x.pt"), 2, "sees no CUDA GPU")
+    assert_one_line_error(run("train", "--device", "tpu9", "--out", tmp_path / "x.pt"), 2, "not a torch device")
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_export_command_json_and_errors(tiny_ckpt, tmp_path):
     out = tmp_path / "artifacts"
     result = run("export", "--ckpt", tiny_ckpt, "--out", out, "--depths", "8", "--no-simplify", "--json")

@@ -54,7 +54,16 @@ def _init_distributed(device: torch.device) -> None:
 
 def _pick_device(name: str | None) -> torch.device:
     if name:
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise UsageError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UsageError(
+                f"--device {name}: this torch ({torch.__version__}) sees no CUDA GPU; install a CUDA "
+                "build of torch on a machine with one, or train with --device cpu"
+            )
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
