@@ -146,3 +146,12 @@ def test_an_old_driver_is_one_line_that_says_what_to_install():
     assert _check((0, 7)) == 7
     with pytest.raises(RuntimeError, match="CUDA runtime error 2"):
         _check((2, None))
+
+
+def test_gpu_memory_is_the_engines_own_not_the_devices():
+    # 300 MB more in use after creating engine + context, and two I/O buffers of 1 MiB and 40 KiB
+    assert trt_runner.engine_footprint_mb(300.0, {"input": (1, 2**20), "logits": (2, 40 * 1024)}) == pytest.approx(
+        300.0 + 1 + 40 / 1024
+    )
+    assert trt_runner.engine_footprint_mb(None, {}) is None  # unknown, not the device-wide total
+    assert trt_runner.engine_footprint_mb(-3.0, {}) == 0.0  # another process freed memory meanwhile

@@ -75,6 +75,17 @@ def sidecar_mismatch(
     return None
 
 
+def engine_footprint_mb(engine_mb: float | None, io_buffers: dict[str, tuple[int, int]]) -> float | None:
+    """The engine's memory (free-memory delta around creating engine + context) plus its I/O buffers."""
+    if engine_mb is None:
+        return None
+    return max(0.0, engine_mb) + sum(size for _, size in io_buffers.values()) / 2**20
+
+
+def _l4t_present() -> bool:
+    return Path("/etc/nv_tegra_release").exists()
+
+
 def engine_paths(cache_dir: Path, onnx_path: Path, precision: str, max_batch: int) -> tuple[Path, Path]:
     stem = f"{onnx_path.stem}.{precision}.b{max_batch}"
     return cache_dir / f"{stem}.engine", cache_dir / f"{stem}.engine.json"
@@ -195,10 +206,14 @@ class TrtRunner(Runner):
         self.buffers = CudaBuffers()  # first: pycuda pushes the primary context the engine must live in
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
+        before = self.buffers.memory_used_mb()  # device-wide: other processes (and on Jetson the OS) count too
         self.engine = self.runtime.deserialize_cuda_engine(blob)  # the bytes whose sha256 was checked
         if self.engine is None:
             raise EngineMismatchError(f"TensorRT could not deserialize {engine_path.name}; delete it to rebuild")
         self.context = self.engine.create_execution_context()
+        after = self.buffers.memory_used_mb()
+        # the engine's own footprint: the free-memory delta around creating it (weights + context activations)
+        self.engine_mb = after - before if before is not None and after is not None else None
         self.trt = trt
         self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -246,12 +261,18 @@ class TrtRunner(Runner):
 
     def info(self) -> dict[str, Any]:
         trt = import_tensorrt()
-        used = self.buffers.memory_used_mb() if self.active else None
+        footprint = engine_footprint_mb(getattr(self, "engine_mb", None), getattr(self, "_device", {}))
+        engine = getattr(self, "engine", None)
+        scratch = getattr(engine, "device_memory_size_v2", None) or getattr(engine, "device_memory_size", None)
         return {
             "backend": self.name,
             "tensorrt": trt.__version__,
             "precision": self.precision,
             "engine_built_now": self.built,
             "buffers": getattr(self.buffers, "backend", None),
-            **({"gpu_memory_mb": used} if used is not None else {}),
+            # this engine's own memory, not the device-wide total (which counts other processes, and the OS on
+            # a Jetson, where GPU memory IS system RAM)
+            **({"gpu_memory_mb": footprint} if footprint is not None else {}),
+            **({"engine_scratch_mb": int(scratch) / 2**20} if scratch else {}),
+            "gpu_memory_shared_with_cpu": _l4t_present(),
         }
