@@ -364,3 +364,17 @@ def test_serve_command_shuts_down_cleanly_on_sigterm(tiny_artifacts):
     )
     lines = [line for line in bad.stderr.splitlines() if line.strip()]
     assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), bad.stderr
+
+
+def test_a_port_in_use_is_one_line_before_anything_loads():
+    from ddnn_deploy.runtime.server import check_listen
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{port}: .*choose another"):
+            check_listen("127.0.0.1", port)
+    with pytest.raises(UsageError, match="port must be 0-65535"):
+        check_listen("127.0.0.1", 70000)
+    check_listen("127.0.0.1", _free_port())  # a free port passes

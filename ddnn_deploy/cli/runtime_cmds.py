@@ -8,7 +8,7 @@ import click
 
 from ..formats.profiles import BUILTIN_PROFILES
 from ..formats.results import LATENCY_STATS
-from ..runtime.server import MAX_BODY_BYTES, ServeSettings
+from ..runtime.server import MAX_BODY_BYTES, ServeSettings, check_listen
 
 
 def _runtime_options(function):
@@ -137,6 +137,7 @@ def serve_command(slo_ms, budget_ms, host, port, max_queue, max_batch, max_wait_
     settings = ServeSettings(
         max_queue=max_queue, max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes
     )
+    check_listen(host, port)  # before minutes of loading, not after
     runtime = _load(**options, slo_ms=slo_ms, budget_ms=budget_ms)
     click.echo(
         f"serving {options['artifacts']} on http://{host}:{port} (depths {runtime.depths}, "

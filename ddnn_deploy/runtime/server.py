@@ -293,6 +293,23 @@ def _version() -> str:
     return __version__
 
 
+def check_listen(host: str, port: int) -> None:
+    """Fail in one line, before anything loads, when the server could not listen on ``host:port``."""
+    import socket
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise UsageError(f"port must be 0-65535, not {port!r}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --host/--port"
+        ) from None
+
+
 def serve(
     runtime: DepthRuntime,
     *,
@@ -303,6 +320,5 @@ def serve(
 ) -> None:
     """Run the server until SIGINT/SIGTERM; in-flight requests finish (uvicorn's graceful shutdown)."""
     uvicorn = optional_import("uvicorn", "the server")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise UsageError(f"port must be 0-65535, not {port!r}")
+    check_listen(host, port)
     uvicorn.run(create_app(runtime, settings), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=30)
