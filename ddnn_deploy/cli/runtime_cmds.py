@@ -27,6 +27,12 @@ def _runtime_options(function):
             default=None,
             help="Bench results of these artifacts (for --budget-ms and --slo-ms).",
         ),
+        click.option(
+            "--budget-ms",
+            type=float,
+            default=None,
+            help="Run the depth `pick` chooses for this budget (needs --results).",
+        ),
         click.option("--depth", type=int, default=None, help="Run this depth (default: the deepest)."),
         click.option(
             "--stat",
@@ -61,17 +67,16 @@ def _load(artifacts, device, precision, results_path, depth, stat, use_selector,
 
 @click.command("predict")
 @_runtime_options
-@click.option("--budget-ms", type=float, default=None, help="Run the depth `pick` chooses for this budget.")
 @click.option("--top-k", type=int, default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @click.argument("images", nargs=-1, required=True)
-def predict_command(images, budget_ms, top_k, as_json, **options) -> None:
+def predict_command(images, top_k, as_json, **options) -> None:
     """Predict the class of each IMAGE (PNG/JPEG files, or .npy arrays in pixel units)."""
     import numpy as np
 
     from .commands import print_table
 
-    runtime = _load(**options, budget_ms=budget_ms)
+    runtime = _load(**options)
     inputs = [np.load(path, allow_pickle=False) if str(path).endswith(".npy") else path for path in images]
     predictions = []
     for path, item in zip(images, inputs):
@@ -105,7 +110,6 @@ def predict_command(images, budget_ms, top_k, as_json, **options) -> None:
 @click.command("serve")
 @_runtime_options
 @click.option("--slo-ms", type=float, default=None, help="Adapt the depth to keep the latency tail under this SLO.")
-@click.option("--budget-ms", type=float, default=None, help="Serve the depth `pick` chooses for this budget.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option(
@@ -130,7 +134,7 @@ def predict_command(images, budget_ms, top_k, as_json, **options) -> None:
     help="How long the batcher waits to fill a batch.",
 )
 @click.option("--max-body-bytes", type=int, default=MAX_BODY_BYTES, show_default=True)
-def serve_command(slo_ms, budget_ms, host, port, max_queue, max_batch, max_wait_ms, max_body_bytes, **options) -> None:
+def serve_command(slo_ms, host, port, max_queue, max_batch, max_wait_ms, max_body_bytes, **options) -> None:
     """Serve predictions over HTTP (POST /v1/predict, GET /healthz, GET /metrics)."""
     from ..runtime.server import serve
 
@@ -138,7 +142,7 @@ def serve_command(slo_ms, budget_ms, host, port, max_queue, max_batch, max_wait_
         max_queue=max_queue, max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes
     )
     check_listen(host, port)  # before minutes of loading, not after
-    runtime = _load(**options, slo_ms=slo_ms, budget_ms=budget_ms)
+    runtime = _load(**options, slo_ms=slo_ms)
     click.echo(
         f"serving {options['artifacts']} on http://{host}:{port} (depths {runtime.depths}, "
         f"{runtime.policy.describe()})",

@@ -108,10 +108,6 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _progress(iterable, total: int, desc: str, enabled: bool):
-    return progress_bar(iterable, enabled=enabled, total=total, desc=desc)
-
-
 def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
@@ -404,11 +400,8 @@ def _train_epoch(run: _Run, epoch: int, normalize: Normalizer) -> Sums:
     pad, flip = _augment_settings(config.dataset, run.train_set.input_shape[1])
     images_all, labels_all = torch.from_numpy(run.train_set.images), torch.from_numpy(run.train_set.labels)
     sums: Sums = {str(d): [0.0, 0, 0] for d in run.task.depths}
-    bar = _progress(
-        range(run.steps_per_epoch),
-        run.steps_per_epoch,
-        f"epoch {epoch + 1}/{config.epochs}",
-        config.progress and run.rank == 0,
+    bar = progress_bar(
+        range(run.steps_per_epoch), enabled=config.progress and run.rank == 0, desc=f"epoch {epoch + 1}/{config.epochs}"
     )
     for step in bar:
         index = torch.from_numpy(order[step * config.batch_size : (step + 1) * config.batch_size])

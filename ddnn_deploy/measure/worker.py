@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..runners.accuracy import runner_accuracy
+from ..runners.factory import graph_runner
 from .plan import Job
 from .timing import measure
 
@@ -37,26 +38,21 @@ def _rss_mb() -> float:
 
 
 def make_runner(job: Job):
-    if job.backend == "onnxruntime":
-        from ..runners.onnxruntime_runner import OrtRunner
-
-        return OrtRunner(job.file, provider=job.provider, threads=job.threads)
-    if job.backend == "tensorrt":
-        from ..runners.tensorrt_runner import TrtRunner
-
-        return TrtRunner(
-            job.file,
-            precision=job.precision,
-            cache_dir=job.engine_cache,
-            onnx_sha256=job.sha256,
-            max_batch=max(job.batch_sizes),
-            graph_precision=job.graph_precision,
-        )
     if job.backend == "torch":
         from ..runners.torch_runner import TorchRunner
 
         return TorchRunner(job.checkpoint, job.depth, threads=job.threads)
-    raise ValueError(f"unknown backend {job.backend}")
+    return graph_runner(
+        job.backend,
+        job.file,
+        precision=job.precision,
+        provider=job.provider,
+        threads=job.threads,
+        onnx_sha256=job.sha256,
+        max_batch=max(job.batch_sizes),
+        graph_precision=job.graph_precision,
+        engine_cache=job.engine_cache,
+    )
 
 
 def accuracy(runner: Any, job: Job) -> dict[str, Any] | None:

@@ -141,6 +141,7 @@ def gpu_identity() -> dict[str, Any]:
         }
     drv = optional_import("pycuda.driver", "TensorRT's device buffers (or: pip install cuda-python)")
     drv.init()
+    cuda_version = drv.get_version()  # the CUDA pycuda was built against: (major, minor, patch)
     device = drv.Device(0)
     major, minor = device.compute_capability()
     return {
@@ -148,7 +149,7 @@ def gpu_identity() -> dict[str, Any]:
         "compute_capability": f"{major}.{minor}",
         "sm_count": int(device.get_attribute(drv.device_attribute.MULTIPROCESSOR_COUNT)),
         "total_memory": int(device.total_memory()),
-        "cuda_runtime": int(drv.get_version()[0] * 1000 + drv.get_version()[1] * 10),
+        "cuda_runtime": int(cuda_version[0] * 1000 + cuda_version[1] * 10),
         "cuda_driver": int(drv.get_driver_version()),
         "l4t": l4t,
     }

@@ -23,6 +23,7 @@ from ..formats.profiles import DeviceProfile, get_profile
 from ..formats.results import BenchResults, read_results
 from ..measure.plan import graph_for
 from ..pick import pick_depth
+from ..runners.factory import GRAPH_BACKENDS, graph_runner
 from .inputs import to_pixels
 from .policy import FixedPolicy, SLOController, latency_table
 
@@ -51,21 +52,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _make_runner(profile: DeviceProfile, file: Path, artifact: Artifact, precision: str) -> Any:
-    if profile.backend == "onnxruntime":
-        from ..runners.onnxruntime_runner import OrtRunner
-
-        return OrtRunner(file, provider=profile.provider, threads=profile.resolved_threads())
-    if profile.backend == "tensorrt":
-        from ..runners.tensorrt_runner import TrtRunner
-
-        return TrtRunner(
-            file,
-            precision=precision,
-            onnx_sha256=artifact.sha256,
-            max_batch=max(profile.batch_sizes),
-            graph_precision=artifact.precision,
-        )
-    raise UsageError(f"the runtime runs exported graphs on onnxruntime or tensorrt, not {profile.backend!r}")
+    if profile.backend not in GRAPH_BACKENDS:
+        raise UsageError(f"the runtime runs exported graphs on onnxruntime or tensorrt, not {profile.backend!r}")
+    return graph_runner(
+        profile.backend,
+        file,
+        precision=precision,
+        provider=profile.provider,
+        threads=profile.resolved_threads(),
+        onnx_sha256=artifact.sha256,
+        max_batch=max(profile.batch_sizes),
+        graph_precision=artifact.precision,
+    )
 
 
 def check_results_match(results: BenchResults, manifest: Manifest, where: str) -> None:

@@ -24,9 +24,7 @@ MAX_PIXELS = 40_000_000  # 40 MP: larger images are refused before they are deco
 
 
 def _image_module() -> Any:
-    image = optional_import("PIL.Image", "reading images")
-    image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    return image
+    return optional_import("PIL.Image", "reading images")
 
 
 def decode_image(data: bytes | str | os.PathLike, shape: Sequence[int], *, name: str = "image") -> np.ndarray:
@@ -36,7 +34,8 @@ def decode_image(data: bytes | str | os.PathLike, shape: Sequence[int], *, name:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", image.DecompressionBombWarning)
-            with image.open(source) as img:
+            with image.open(source) as img:  # reads the header only: the size is known before decoding
+                _check_pixels(img, name)
                 img.load()
                 return _from_pil(img, shape)
     except FileNotFoundError:
@@ -50,10 +49,14 @@ def decode_image(data: bytes | str | os.PathLike, shape: Sequence[int], *, name:
         raise DataError(f"{name}: not a readable image ({reason})") from None
 
 
+def _check_pixels(img: Any, name: str = "the image") -> None:
+    if img.width * img.height > MAX_PIXELS:
+        raise DataError(f"{name}: the image has more than {MAX_PIXELS} pixels; refusing to decode it")
+
+
 def _from_pil(img: Any, shape: Sequence[int]) -> np.ndarray:
     channels, size = int(shape[0]), int(shape[1])
-    if img.width * img.height > MAX_PIXELS:
-        raise DataError(f"the image has more than {MAX_PIXELS} pixels; refusing to decode it")
+    _check_pixels(img)
     return to_channels(resize_center_crop(img, size)[None], channels)[0]
 
 

@@ -1,0 +1,41 @@
+"""One place that turns a back-end name and a graph file into a Runner (bench workers and the runtime)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+GRAPH_BACKENDS = ("onnxruntime", "tensorrt")
+
+
+def graph_runner(
+    backend: str,
+    file: str | Path,
+    *,
+    precision: str,
+    provider: str = "cpu",
+    threads: int | None = None,
+    onnx_sha256: str | None = None,
+    max_batch: int = 1,
+    graph_precision: str = "fp32",
+    engine_cache: str | Path | None = None,
+) -> Any:
+    """A runner for an exported ONNX graph on ``backend`` (onnxruntime or tensorrt); nothing loads until
+    ``activate``. ``precision`` is what is measured; ``graph_precision`` what the file holds (TensorRT
+    builds FP16 engines from an FP32 graph with its builder flag)."""
+    if backend == "onnxruntime":
+        from .onnxruntime_runner import OrtRunner
+
+        return OrtRunner(file, provider=provider, threads=threads)
+    if backend == "tensorrt":
+        from .tensorrt_runner import TrtRunner
+
+        return TrtRunner(
+            file,
+            precision=precision,
+            cache_dir=engine_cache,
+            onnx_sha256=onnx_sha256,
+            max_batch=max_batch,
+            graph_precision=graph_precision,
+        )
+    raise ValueError(f"no graph runner for back-end {backend!r}; choose one of {', '.join(GRAPH_BACKENDS)}")
