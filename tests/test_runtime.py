@@ -304,8 +304,8 @@ def test_server_bad_requests_are_json_4xx_and_it_keeps_serving(runtime, images):
 
 def test_a_full_queue_answers_503_with_retry_after(tiny_artifacts, images):
     with DepthRuntime.from_artifacts(tiny_artifacts) as slow:
-        real = slow._run_batches
-        slow._run_batches = lambda pixels, depth: (time.sleep(0.3), real(pixels, depth))[1]
+        real = slow.run_batches
+        slow.run_batches = lambda pixels, depth: (time.sleep(0.3), real(pixels, depth))[1]
         png = _png(images.images[0][0])
         with Server(slow, max_queue=1) as server, ThreadPoolExecutor(6) as pool:
             answers = list(pool.map(lambda _: server.request("/v1/predict", png), range(6)))

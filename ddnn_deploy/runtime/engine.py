@@ -186,11 +186,12 @@ class DepthRuntime:
         chosen = self.depth if depth is None else self.check_depth(depth)
         pixels, names = to_pixels(inputs, self.manifest.input_shape)
         started = time.perf_counter()
-        logits = self._run_batches(pixels, chosen)
+        logits = self.run_batches(pixels, chosen)
         elapsed = (time.perf_counter() - started) * 1e3
         return self.decode(logits, chosen, elapsed, names, top_k)
 
-    def _run_batches(self, pixels: np.ndarray, depth: int) -> np.ndarray:
+    def run_batches(self, pixels: np.ndarray, depth: int) -> np.ndarray:
+        """Logits of float32 NCHW pixels at ``depth``, chunked and padded for a static-batch graph."""
         static = self.manifest.static_batch
         if not static:
             return self.logits(pixels, depth)

@@ -60,7 +60,7 @@ def _from_pil(img: Any, shape: Sequence[int]) -> np.ndarray:
     return to_channels(resize_center_crop(img, size)[None], channels)[0]
 
 
-def _from_array(array: np.ndarray, shape: Sequence[int], name: str) -> np.ndarray:
+def from_array(array: np.ndarray, shape: Sequence[int], name: str) -> np.ndarray:
     """An array in pixel units -> float32 NCHW of ``shape``; other sizes go through PIL like a file would."""
     channels, height, width = (int(v) for v in shape)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
@@ -97,7 +97,7 @@ def _from_array(array: np.ndarray, shape: Sequence[int], name: str) -> np.ndarra
 def to_pixels(inputs: Any, shape: Sequence[int]) -> tuple[np.ndarray, list[str | None]]:
     """(float32 NCHW pixels in 0-255 units, one name per image: the path, or None) for any accepted input."""
     if isinstance(inputs, np.ndarray):
-        pixels = _from_array(inputs, shape, "array")
+        pixels = from_array(inputs, shape, "array")
         return pixels, [None] * len(pixels)
     items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
     if not items:
@@ -111,7 +111,7 @@ def to_pixels(inputs: Any, shape: Sequence[int]) -> tuple[np.ndarray, list[str |
             arrays.append(decode_image(bytes(item), shape, name=f"inputs[{index}]")[None].astype(np.float32))
             names.append(None)
         elif isinstance(item, np.ndarray):
-            batch = _from_array(item, shape, f"inputs[{index}]")
+            batch = from_array(item, shape, f"inputs[{index}]")
             arrays.append(batch)
             names.extend([None] * len(batch))
         elif hasattr(item, "convert") and hasattr(item, "size"):  # a PIL image

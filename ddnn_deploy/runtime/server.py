@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import DDNNError, UsageError, optional_import
 from .engine import DepthRuntime
-from .inputs import _from_array, decode_image
+from .inputs import from_array, decode_image
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg")
 NPY_TYPES = ("application/x-npy", "application/octet-stream")
@@ -137,7 +137,7 @@ class Batcher:
         pixels = np.concatenate([item.pixels for item in batch])
         loop = asyncio.get_running_loop()
         try:
-            logits = await loop.run_in_executor(self.executor, self.runtime._run_batches, pixels, depth)
+            logits = await loop.run_in_executor(self.executor, self.runtime.run_batches, pixels, depth)
         except Exception as exc:  # noqa: BLE001 - a failed call fails its requests, not the server
             for item in batch:
                 if not item.future.done():
@@ -172,7 +172,7 @@ def _decode_body(body: bytes, content_type: str, runtime: DepthRuntime) -> np.nd
             array = np.load(io.BytesIO(body), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise UsageError(f"the request body is not a .npy array ({str(exc)[:120]})") from None
-        return _from_array(np.asarray(array), shape, "the request body")
+        return from_array(np.asarray(array), shape, "the request body")
     raise _UnsupportedType(
         f"Content-Type {content_type or '(none)'} is not supported; send image/png, image/jpeg or application/x-npy"
     )
