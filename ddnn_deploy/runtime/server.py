@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import DDNNError, UsageError, optional_import
 from .engine import DepthRuntime
-from .inputs import from_array, decode_image
+from .inputs import decode_image, from_array
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg")
 NPY_TYPES = ("application/x-npy", "application/octet-stream")
