@@ -13,7 +13,9 @@ and exits with the class's ``exit_code``. The codes are declared here and nowher
  7    no depth fits the latency budget (``NothingFitsError``)
  8    INT8 loses more accuracy than allowed (``AccuracyDropError``)
  9    every measurement of a bench failed (``MeasurementError``; the results file is still written)
-130   interrupted (Ctrl-C)
+10    some measurements of a bench failed (``PartialMeasurementError``; the results file is still written)
+11    another ddnn-deploy run is writing the same folder or file (``BusyError``)
+130   interrupted (Ctrl-C or SIGTERM)
 ====  ==========================================================================
 """
 
@@ -99,6 +101,18 @@ class MeasurementError(DDNNError):
     """Every row of a bench failed: the results (with each row's error) are written, but nothing was measured."""
 
     exit_code = 9
+
+
+class PartialMeasurementError(MeasurementError):
+    """Some rows of a bench failed: the results (the good rows and each failed row's error) are written."""
+
+    exit_code = 10
+
+
+class BusyError(DDNNError):
+    """Another run holds the lock of the folder or file this run would write."""
+
+    exit_code = 11
 
 
 # module -> (what it is for, the command that installs it)

@@ -1,6 +1,8 @@
 """Export with the real exporter, onnxsim, onnx.checker and onnxruntime on a tiny trained checkpoint."""
 
 import json
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -137,9 +139,12 @@ def test_bad_input_leaves_nothing_half_written(tiny_ckpt, tmp_path):
     (existing / "keep.txt").write_text("precious")
     with pytest.raises(UsageError, match="--force"):
         export(tiny_ckpt, existing)
+    with pytest.raises(UsageError, match=r"not part of a previous export \(keep.txt\)"):
+        export(tiny_ckpt, existing, depths="8", force=True, simplify=False)  # --force never deletes user files
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
     with pytest.raises(ParityError, match="parity check failed at depth 8: max abs error"):
-        export(tiny_ckpt, existing, depths="8", force=True, simplify=False, tolerance=1e-12)
-    assert [p.name for p in existing.iterdir()] == ["keep.txt"]  # a failed export leaves it untouched
+        export(tiny_ckpt, tmp_path / "c", depths="8", simplify=False, tolerance=1e-12)
+    assert not (tmp_path / "c").exists()  # a failed export leaves nothing
     with pytest.raises(UsageError, match="cannot write"):
         export(tiny_ckpt, "/proc/ddnn-deploy-test/out")
     plain = tmp_path / "plain.pt"
@@ -150,12 +155,62 @@ def test_bad_input_leaves_nothing_half_written(tiny_ckpt, tmp_path):
     assert leftovers == []
 
 
-def test_force_replaces_a_previous_export(tiny_ckpt, tmp_path):
+def test_force_replaces_a_previous_export_and_nothing_else(tiny_ckpt, tmp_path):
     out = tmp_path / "art"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    export(tiny_ckpt, out, depths="14", simplify=False)
     export(tiny_ckpt, out, depths="8", simplify=False, force=True)
     assert sorted(p.name for p in out.iterdir()) == ["cifar_resnet20-d8.onnx", "manifest.json"]
+    (out / "demo").mkdir()  # the README's case: another export (or anything of the user's) inside --out
+    (out / "demo" / "manifest.json").write_text("{}")
+    with pytest.raises(UsageError, match=r"\(demo\)"):
+        export(tiny_ckpt, out, depths="8", simplify=False, force=True)
+    assert (out / "demo" / "manifest.json").read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no lock or temp left
+
+
+def test_numbers_are_checked_finite_and_nan_parity_fails(tiny_ckpt, tmp_path):
+    for bad in ({"tolerance": float("nan")}, {"tolerance": -1.0}, {"batch": 0}, {"opset": 5}, {"opset": 99}):
+        with pytest.raises(UsageError):
+            export(tiny_ckpt, tmp_path / "x", depths="8", **bad)
+    with pytest.raises(UsageError, match="18-"):
+        export(tiny_ckpt, tmp_path / "x", depths="8", exporter="dynamo", opset=17)
+    nan = load_checkpoint(tiny_ckpt)
+    nan.state_dict = {
+        k: v.float().fill_(float("nan")) if v.is_floating_point() else v for k, v in nan.state_dict.items()
+    }
+    with pytest.raises(ParityError, match="not finite"):
+        export(nan, tmp_path / "nan", depths="8", simplify=False)
+    assert not (tmp_path / "nan").exists()
+
+
+def test_a_checkpoint_without_preprocessing_is_refused(tiny_ckpt, tmp_path):
+    ckpt = load_checkpoint(tiny_ckpt)
+    ckpt.preprocess = {}
+    with pytest.raises(CheckpointError, match="no input preprocessing"):
+        export(ckpt, tmp_path / "out", depths="8", simplify=False)
+
+
+def test_two_writers_of_one_folder_take_turns(tiny_ckpt, tmp_path):
+    from ddnn_deploy.atomic import writer_lock
+    from ddnn_deploy.errors import BusyError
+
+    with writer_lock(tmp_path / "out"), pytest.raises(BusyError, match=r"another ddnn-deploy run \(pid \d+\)"):
+        export(tiny_ckpt, tmp_path / "out", depths="8", simplify=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_stale_temporaries_of_a_killed_export_are_removed(tiny_ckpt, tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited: its temp folder is an orphan
+    orphan = tmp_path / f".out.tmp-{pid}-abcd"
+    orphan.mkdir()
+    (orphan / "x.onnx").write_text("half")
+    alive = tmp_path / f".out.tmp-{os.getpid()}-live"  # a running owner's work is left alone
+    alive.mkdir()
+    mine = tmp_path / f".other.tmp-{pid}-zz"  # another target's: not this run's business
+    mine.mkdir()
+    export(tiny_ckpt, tmp_path / "out", depths="8", simplify=False)
+    assert not orphan.exists() and alive.exists() and mine.exists()
 
 
 def test_dynamo_exporter_is_recorded_and_verified(tiny_ckpt, tmp_path):

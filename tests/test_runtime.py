@@ -27,6 +27,7 @@ from ddnn_deploy.formats.results import parse_results, write_results
 from ddnn_deploy.runners.accuracy import runner_accuracy
 from ddnn_deploy.runners.onnxruntime_runner import OrtRunner
 from ddnn_deploy.runtime import DepthRuntime
+from ddnn_deploy.runtime.server import parse_server_timing
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -258,11 +259,24 @@ class Server:
             return error.code, error.read(), dict(error.headers)
 
 
+def test_server_timing_header_round_trips():
+    from ddnn_deploy.runtime.server import server_timing
+
+    assert parse_server_timing(server_timing({"decode": 0.25, "infer": 78.1})) == {"decode": 0.25, "infer": 78.1}
+    assert parse_server_timing('cache;desc="hit", db;dur=53, app;dur=47.2;desc=x, bad;dur=nan?') == {
+        "db": 53.0,
+        "app": 47.2,
+    }
+
+
 def test_server_predicts_reports_health_and_metrics(runtime, images):
     with Server(runtime) as server:
-        status, body, _ = server.request("/v1/predict", _png(images.images[0][0]))
+        status, body, headers = server.request("/v1/predict", _png(images.images[0][0]))
         assert status == 200, body
         answer = json.loads(body)
+        timing = parse_server_timing(headers["server-timing"])
+        assert set(timing) == {"decode", "queue", "infer"} and all(v >= 0 for v in timing.values())
+        assert sum(timing.values()) <= answer["latency_ms"] + 1e-3  # the parts fit inside the whole
         expected = runtime.predict(images.images[0])[0]
         assert answer["predictions"][0]["label"] == expected.label and answer["depth"] == runtime.depth
         assert answer["predictions"][0]["score"] == pytest.approx(expected.score, abs=1e-6)

@@ -225,7 +225,9 @@ def convert(arch, weights, depths, num_classes, in_channels, input_size, width, 
 @click.option("--out", required=True, help="Output directory (built beside it, moved into place when verified).")
 @click.option("--depths", default=None, help="Depths to export (default: every depth in the checkpoint).")
 @click.option("--selector", is_flag=True, help="Also write one graph with a depth selector input.")
-@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True)
+@click.option(
+    "--opset", type=int, default=None, help=f"ONNX opset (default: {DEFAULT_OPSET} with torchscript, 18 with dynamo)."
+)
 @click.option("--input-size", type=int, default=None, help="Input height = width (default: the checkpoint's).")
 @click.option("--batch", type=int, default=None, help="Static batch size (default: dynamic batch axis).")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..atomic import make_readable, sha256_file
+from ..atomic import make_readable, remove_stale_temps, sha256_file, temp_name, writer_lock
 from ..checkpoint import Checkpoint, content_sha256, load_checkpoint
-from ..errors import DataError, DDNNError, ParityError, UsageError, optional_import
+from ..checks import number
+from ..errors import CheckpointError, DataError, DDNNError, ParityError, UsageError, optional_import
 from ..formats.manifest import FORMAT as MANIFEST_FORMAT
 from ..formats.manifest import VERSION as MANIFEST_VERSION
 from ..formats.manifest import Manifest, parse_manifest, write_manifest
@@ -44,7 +45,7 @@ def export(
     *,
     depths: DepthsLike = None,
     selector: bool = False,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     input_size: int | None = None,
     batch: int | None = None,
     simplify: bool = True,
@@ -66,28 +67,41 @@ def export(
     ``depths``: ``None`` (every depth of the checkpoint), ``"8,14"``, one depth (``8``, ``"1-1-1"``,
     a ``DepthConfig``) or a sequence of them. ``progress`` shows a progress bar on stderr; ``log``
     receives one status line per step. A failed export leaves ``out`` untouched.
+
+    ``force`` replaces a previous export at ``out`` (the files its manifest lists); a folder holding anything
+    else is refused. The writers of one folder take turns: a second run while one holds its lock raises
+    ``BusyError``.
     """
-    started = time.time()
     arguments = dict(locals())  # every argument, by name: checked before anything is read or written
-    _check_arguments(**{k: v for k, v in arguments.items() if k not in ("started", "depths")})
-    out = Path(out)
+    arguments["opset"] = default_opset(exporter) if opset is None else opset
+    _check_arguments(**{k: v for k, v in arguments.items() if k != "depths"})
+    with writer_lock(out, f"the export folder {out}"):
+        return _export_locked(Path(out), arguments)
+
+
+def _export_locked(out: Path, arguments: dict[str, Any]) -> Manifest:
+    started = time.time()
+    ckpt, depths, selector, force = (arguments[k] for k in ("ckpt", "depths", "selector", "force"))
+    batch, fp16, progress, log = (arguments[k] for k in ("batch", "fp16", "progress", "log"))
     ckpt_path = None if isinstance(ckpt, Checkpoint) else Path(ckpt)
+    remove_stale_temps(out.parent if str(out.parent) else Path("."), out.name)  # what a killed export left
     _prepare_target(out, force, ckpt_path)
     checkpoint = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
+    _check_preprocess(checkpoint, ckpt_path)
     ckpt_sha = content_sha256(checkpoint) if ckpt_path is None else sha256_file(ckpt_path)
     configs = parse_depths(checkpoint.spec, depths, checkpoint.table())
     if selector and len(configs) < 2:
         raise UsageError("--selector needs at least two depths")
-    shape = _input_shape(checkpoint, input_size)
+    shape = _input_shape(checkpoint, arguments["input_size"])
     model = checkpoint.build()
     _probe(model, shape, configs[0])
     settings = {k: arguments[k] for k in ("opset", "batch", "exporter", "tolerance", "simplify", "simplify_timeout")}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent if str(out.parent) else "."))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_name(out.name, "tmp"), dir=out.parent if str(out.parent) else "."))
     try:
-        real = _real_samples(checkpoint, shape, real_samples)
+        real = _real_samples(checkpoint, shape, arguments["real_samples"])
         job = _Job(checkpoint, ckpt_sha, model, tmp, shape, real=real, log=log or (lambda m: None), **settings)
         artifacts = _write_artifacts(
-            job, configs, selector=selector, fp16=fp16, fp16_tolerance=fp16_tolerance, progress=progress
+            job, configs, selector=selector, fp16=fp16, fp16_tolerance=arguments["fp16_tolerance"], progress=progress
         )
         record = build_manifest(
             checkpoint,
@@ -142,7 +156,7 @@ def build_manifest(
 _PATH_TYPES = (str, os.PathLike)
 
 
-def _check_arguments(*, ckpt: Any, out: Any, log: Any, exporter: Any, **values: Any) -> None:
+def _check_arguments(*, ckpt: Any, out: Any, log: Any, exporter: Any, depths: Any = None, **values: Any) -> None:
     """One-line UsageErrors naming the argument, before anything is read or written."""
     if not isinstance(ckpt, (Checkpoint, *_PATH_TYPES)):
         raise UsageError(f"ckpt must be a Checkpoint or a path, not {type(ckpt).__name__}")
@@ -172,10 +186,32 @@ def _check_arguments(*, ckpt: Any, out: Any, log: Any, exporter: Any, **values: 
             expected = " or ".join("None" if k is type(None) else k.__name__ for k in kinds[name])
             raise UsageError(f"{name} must be {expected}, not {type(value).__name__}")
     for name in ("batch", "input_size"):
-        if values[name] is not None and values[name] < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if values["real_samples"] < 0:
-        raise UsageError("real_samples must be 0 or more")
+        if values[name] is not None:
+            number(f"--{name.replace('_', '-')}", values[name], at_least=1, integer=True)
+    number("real_samples", values["real_samples"], at_least=0, integer=True)
+    number("--tolerance", values["tolerance"], above=0)
+    number("fp16_tolerance", values["fp16_tolerance"], above=0)
+    number("simplify_timeout", values["simplify_timeout"], above=0)
+    low, high = opset_range(exporter)
+    if not low <= values["opset"] <= high:
+        raise UsageError(
+            f"--opset {values['opset']} is outside what the {exporter} exporter writes here; choose {low}-{high} "
+            f"(default {DEFAULT_OPSET})"
+        )
+
+
+def default_opset(exporter: str) -> int:
+    """17 for TorchScript (what TensorRT 8.5+ and onnxruntime 1.14+ read), 18 for dynamo (its lowest)."""
+    return 18 if exporter == "dynamo" else DEFAULT_OPSET
+
+
+def opset_range(exporter: str) -> tuple[int, int]:
+    """The opsets ``exporter`` writes with this torch: TorchScript from 11 (the oldest our graphs were verified
+    at), dynamo from 18 (it converts older opsets down, and that fails loudly for these graphs)."""
+    constants = getattr(torch.onnx, "_constants", None)
+    if exporter == "dynamo":
+        return 18, int(getattr(constants, "ONNX_MAX_OPSET", 18))
+    return 11, int(getattr(constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", DEFAULT_OPSET))
 
 
 def _prepare_target(out: Path, force: bool, ckpt_path: Path | None) -> None:
@@ -186,15 +222,60 @@ def _prepare_target(out: Path, force: bool, ckpt_path: Path | None) -> None:
         raise UsageError(f"--out {out} holds the checkpoint {ckpt_path}; export into another directory")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UsageError(f"--out {out} already holds files; pass --force to replace them")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise UsageError(f"--out {out} already holds files; pass --force to replace a previous export there")
+        foreign = foreign_entries(out)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise UsageError(
+                f"--out {out} holds files that are not part of a previous export ({shown}); --force replaces only "
+                "what ddnn-deploy wrote there: move them away or choose another --out"
+            )
     parent = out.parent if str(out.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        probe = Path(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent))
+        probe = Path(tempfile.mkdtemp(prefix=temp_name(out.name, "probe"), dir=parent))
         probe.rmdir()
     except OSError as exc:
         raise UsageError(f"cannot write to {parent}: {exc.strerror or exc}; choose another --out") from None
+
+
+# Entries of an export folder that belong to ddnn-deploy besides the files its manifest lists: the manifest,
+# the default TensorRT engine cache, the lock of in-place writers, and calibrate's temporary folders.
+_OWN_ENTRIES = ("manifest.json", "engines", ".ddnn.lock")
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """The names in ``folder`` that a previous export or calibrate did not write (sorted): everything when the
+    folder has no readable manifest."""
+    import json
+
+    try:
+        record = json.loads((folder / "manifest.json").read_text())
+        listed = set(_OWN_ENTRIES)
+        for artifact in record.get("artifacts", []) if isinstance(record, dict) else []:
+            for field_ in (artifact.get("path"), (artifact.get("data") or {}).get("path")):
+                if isinstance(field_, str) and field_:
+                    listed.add(field_.replace("\\", "/").split("/")[0])
+    except (OSError, ValueError, AttributeError, TypeError):
+        listed = set()
+    return sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if entry.name not in listed and not entry.name.startswith(".calibrate-")
+    )
+
+
+def _check_preprocess(ckpt: Checkpoint, path: Path | None) -> None:
+    """A graph without its preprocessing cannot be fed correctly by bench, calibrate or the runtime."""
+    pre = ckpt.preprocess if isinstance(ckpt.preprocess, dict) else {}
+    if not all(key in pre for key in ("scale", "mean", "std")):
+        where = path or "the checkpoint"
+        raise CheckpointError(
+            f"{where} records no input preprocessing (scale, mean, std), so its graphs could not be fed; "
+            "re-create it with `ddnn-deploy convert` or `train`, which record it"
+        )
 
 
 def _input_shape(ckpt: Checkpoint, input_size: int | None) -> tuple[int, int, int]:
@@ -319,8 +400,13 @@ def _write_artifacts(
     return artifacts
 
 
+def _within(parity: dict[str, float], tolerance: float) -> bool:
+    """NaN-safe: a NaN or infinite error (a checkpoint full of NaN) fails, it does not pass."""
+    return bool(parity["max_rel_err"] <= tolerance)
+
+
 def _check_parity(parity: dict[str, float], where: str, tolerance: float) -> None:
-    if parity["max_rel_err"] > tolerance:
+    if not _within(parity, tolerance):
         raise ParityError(
             f"parity check failed at {where}: max abs error "
             f"{max(parity['max_abs_err_real'], parity['max_abs_err_random']):.3g} is "
@@ -344,6 +430,7 @@ def _export_depth(job: _Job, config: DepthConfig) -> dict[str, Any]:
         exporter=job.exporter,
     )
     proto = onnx.load(str(raw_path))
+    opset = graph_opset(proto, job.opset)
     set_metadata(proto, job.metadata({"depth": depth, "blocks": list(config.blocks)}, kind="depth"))
     onnx.save(proto, str(raw_path))
     check_model(raw_path)
@@ -363,7 +450,7 @@ def _export_depth(job: _Job, config: DepthConfig) -> dict[str, Any]:
         **job.file_record(path),
         "params": job.model.count_params(config),
         "macs": count_macs(job.model, config, job.shape),
-        "opset": job.opset,
+        "opset": opset,
         "exporter": job.exporter,
         "simplified": simplified,
         "simplify_note": note,
@@ -372,6 +459,11 @@ def _export_depth(job: _Job, config: DepthConfig) -> dict[str, Any]:
     }
     job.log(f"depth {depth}: ok, {record['bytes'] / 1e6:.2f} MB, max relative error {parity['max_rel_err']:.2e}")
     return record
+
+
+def graph_opset(proto: Any, asked: int) -> int:
+    """The default-domain opset the graph really declares (an exporter may write another than asked)."""
+    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), asked)
 
 
 def _simplified(
@@ -387,7 +479,7 @@ def _simplified(
             return False, note, None
         check_model(sim_path)
         parity = measure_parity(job.reference(config), ort_session(sim_path), job.feeds())
-        if parity["max_rel_err"] > job.tolerance:
+        if not _within(parity, job.tolerance):
             return (
                 False,
                 (

@@ -63,6 +63,13 @@ def measure_parity(
             got = session.run(None, {"input": x, **(extra_inputs or {})})[0]
             if got.shape != expected.shape:
                 raise ParityError(f"output shape {got.shape} differs from PyTorch's {expected.shape}")
+            if not np.isfinite(expected).all():
+                raise ParityError(
+                    "PyTorch's own logits are not finite (nan or inf): the checkpoint's weights or BN statistics "
+                    "hold non-finite values; retrain or re-convert it"
+                )
+            if not np.isfinite(got).all():
+                raise ParityError("the exported graph's logits are not finite (nan or inf) where PyTorch's are")
             kind = "real" if name == "real" else "random"
             worst[kind] = max(worst[kind], float(np.abs(got - expected).max()))
             scale = max(scale, float(np.abs(expected).max()))

@@ -8,6 +8,8 @@
   requests the answer is 503 with ``Retry-After``, not unbounded latency. With ``max_batch > 1`` the worker
   groups queued requests (up to ``max_wait_ms``) into one batch call, as Triton's dynamic batcher does.
 - The policy sees every request's end-to-end latency (queueing included) and picks the next depth.
+- Every answer carries a ``Server-Timing`` header (``decode``, ``queue``, ``infer`` in ms), so a client can
+  tell the network and HTTP share of its latency from the model's.
 Errors are JSON ``{"error": "..."}`` with a 4xx status; the server keeps serving.
 """
 
@@ -85,6 +87,7 @@ class _Item:
     arrival: float
     future: asyncio.Future
     depth: int | None = None  # asked for explicitly, else the policy's
+    queued: float = 0.0  # when the decoded pixels entered the queue
 
 
 @dataclass
@@ -103,7 +106,9 @@ class Batcher:
 
     def submit(self, pixels: np.ndarray, arrival: float, depth: int | None) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait(_Item(pixels, arrival, future, depth))  # raises QueueFull beyond max_queue
+        self.queue.put_nowait(
+            _Item(pixels, arrival, future, depth, time.perf_counter())
+        )  # raises QueueFull beyond max_queue
         self.metrics.queue.set(self.queue.qsize())
         return future
 
@@ -137,22 +142,31 @@ class Batcher:
         pixels = np.concatenate([item.pixels for item in batch])
         loop = asyncio.get_running_loop()
         try:
-            logits = await loop.run_in_executor(self.executor, self.runtime.run_batches, pixels, depth)
+            logits, started, done = await loop.run_in_executor(self.executor, self._infer, pixels, depth)
         except Exception as exc:  # noqa: BLE001 - a failed call fails its requests, not the server
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
         self.metrics.batch.observe(len(pixels))
-        done = time.perf_counter()
         start = 0
         for item in batch:
             count = len(item.pixels)
             latency_ms = (done - item.arrival) * 1e3
+            timing = {
+                "decode": (item.queued - item.arrival) * 1e3,
+                "queue": (started - item.queued) * 1e3,
+                "infer": (done - started) * 1e3,
+            }
             if not item.future.done():
-                item.future.set_result((logits[start : start + count], depth, latency_ms))
+                item.future.set_result((logits[start : start + count], depth, latency_ms, timing))
             start += count
             self._observe(latency_ms, depth)
+
+    def _infer(self, pixels: np.ndarray, depth: int) -> tuple[np.ndarray, float, float]:
+        started = time.perf_counter()
+        logits = self.runtime.run_batches(pixels, depth)
+        return logits, started, time.perf_counter()
 
     def _observe(self, latency_ms: float, depth: int) -> None:
         before = self.runtime.depth
@@ -262,14 +276,15 @@ def create_app(runtime: DepthRuntime, settings: ServeSettings | None = None) -> 
             metrics.rejected.labels(reason=str(_status_of(exc))).inc()
             metrics.requests.labels(status=str(_status_of(exc))).inc()
             return error(_status_of(exc), str(exc))
-        logits, served_depth, latency_ms = await future
+        logits, served_depth, latency_ms, timing = await future
         metrics.requests.labels(status="200").inc()
         predictions = runtime.decode(logits, served_depth, latency_ms, [None] * len(logits))
-        return {
+        body = {
             "predictions": [{"label": p.label, "class_name": p.class_name, "score": p.score} for p in predictions],
             "depth": served_depth,
             "latency_ms": latency_ms,
         }
+        return responses.JSONResponse(body, headers={"Server-Timing": server_timing(timing)})
 
     # annotations as objects: fastapi is imported here, lazily, so a string annotation could not be resolved
     predict.__annotations__ = {"request": fastapi.Request, "depth": Optional[int]}  # noqa: UP045 - Python 3.8
@@ -285,6 +300,24 @@ def create_app(runtime: DepthRuntime, settings: ServeSettings | None = None) -> 
         return responses.Response(metrics.render(), media_type=metrics.content_type)
 
     return app
+
+
+def server_timing(timing: dict[str, float]) -> str:
+    """The W3C ``Server-Timing`` header value: ``decode;dur=0.210, queue;dur=0.050, infer;dur=78.100`` (ms)."""
+    return ", ".join(f"{name};dur={value:.3f}" for name, value in timing.items())
+
+
+def parse_server_timing(value: str) -> dict[str, float]:
+    """The inverse of ``server_timing``: {name: ms}; entries without a duration are skipped."""
+    timing = {}
+    for entry in value.split(","):
+        name, _, params = entry.strip().partition(";")
+        for param in params.split(";"):
+            key, _, number = param.strip().partition("=")
+            if key == "dur" and name:
+                with contextlib.suppress(ValueError):
+                    timing[name] = float(number)
+    return timing
 
 
 def _version() -> str:
