@@ -122,6 +122,11 @@ def temp_name(stem: str, kind: str) -> str:
     return f".{stem}.{kind}-{os.getpid()}-"
 
 
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of this tool's temporary entries (see ``temp_name``)."""
+    return _TEMP.match(name) is not None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

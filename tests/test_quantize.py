@@ -77,10 +77,19 @@ def test_calibrate_every_depth_for_cpu_and_tensorrt(artifacts):
     assert len([a for a in trt["artifacts"] if a["precision"] == "int8"]) == 3
 
 
-def test_accuracy_guard_names_the_depth_and_keeps_fp32(artifacts):
+@pytest.mark.parametrize("int8_top1", [40.0, float("nan")])  # a NaN accuracy fails the guard too
+def test_accuracy_guard_names_the_depth_and_keeps_fp32(artifacts, monkeypatch, int8_top1):
+    import importlib
+
+    calibrate_module = importlib.import_module("ddnn_deploy.quantize.calibrate")
+
+    def guard(*args, **kwargs):  # the real guard runs in test_calibrate_every_depth...; here the drop is set
+        return {"fp32_top1": 50.0, "int8_top1": int8_top1, "drop": 50.0 - int8_top1, "n": 200}
+
+    monkeypatch.setattr(calibrate_module, "_guard", guard)
     before = json.loads((artifacts / "manifest.json").read_text())
     with pytest.raises(AccuracyDropError, match="depth 8 drops .* depth 14 drops"):
-        calibrate(artifacts, eval_samples=200, max_drop=-100.0)
+        calibrate(artifacts, eval_samples=200, max_drop=1.0)
     after = json.loads((artifacts / "manifest.json").read_text())
     assert [a["path"] for a in after["artifacts"]] == [a["path"] for a in before["artifacts"]]
     assert not list(artifacts.glob("*.int8-*.onnx"))
@@ -131,3 +140,55 @@ def test_bad_input_leaves_artifacts_untouched(artifacts, tmp_path):
         calibrate(tmp_path)
     assert (artifacts / "manifest.json").read_bytes() == before
     assert not [p for p in artifacts.iterdir() if p.name.startswith(".calibrate-")]
+
+
+def test_calibrate_checks_numbers_before_any_work(artifacts):
+    before = (artifacts / "manifest.json").read_bytes()
+    for bad in ({"max_drop": float("nan")}, {"max_drop": -1.0}, {"samples": 0}, {"eval_samples": -5}):
+        with pytest.raises(UsageError):
+            calibrate(artifacts, progress=False, **bad)
+    with pytest.raises(UsageError):
+        QuantConfig(method="percentile", percentile=float("nan"))
+    assert (artifacts / "manifest.json").read_bytes() == before
+
+
+def test_two_calibrations_of_one_folder_take_turns(artifacts):
+    """A second writer is told the folder is busy (exit 11); the holder's manifest stays consistent."""
+    import subprocess
+    import sys
+
+    from ddnn_deploy.atomic import writer_lock
+    from ddnn_deploy.errors import BusyError
+
+    with writer_lock(artifacts), pytest.raises(BusyError, match="is writing the export folder"):
+        calibrate(artifacts, dataset="random", samples=8, progress=False)
+    script = (
+        "import sys; from ddnn_deploy.quantize import calibrate; "
+        "calibrate(sys.argv[1], dataset='random', samples=64, depths=[8, 14], progress=False)"
+    )
+    runs = [
+        subprocess.Popen([sys.executable, "-c", script, str(artifacts)], stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outcomes = sorted((run.wait(timeout=300), run.stderr.read()) for run in runs)
+    assert outcomes[0][0] == 0, outcomes  # one ran; the other ran after it or was told the folder was busy
+    assert outcomes[1][0] == 0 or "is writing the export folder" in outcomes[1][1], outcomes
+    manifest = read_manifest(artifacts)
+    listed = {a.path for a in manifest.artifacts}
+    assert all((artifacts / path).exists() for path in listed)  # no entry names a deleted file
+    on_disk = {p.name for p in artifacts.iterdir() if p.suffix == ".onnx"}
+    assert on_disk == listed and len(list(manifest.select(precision="int8"))) == 2
+    assert [p.name for p in artifacts.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in artifacts.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_killed_calibration_leaves_nothing_the_next_run_keeps(artifacts):
+    import subprocess
+    import sys
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+    orphan = artifacts / f".work.calibrate-{dead}-x1y2"
+    orphan.mkdir()
+    (orphan / "half.onnx").write_bytes(b"\0" * 10)
+    calibrate(artifacts, dataset="random", samples=8, depths=[8], progress=False)
+    assert not orphan.exists()

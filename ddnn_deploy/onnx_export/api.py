@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..atomic import make_readable, remove_stale_temps, sha256_file, temp_name, writer_lock
+from ..atomic import is_temp_name, make_readable, remove_stale_temps, sha256_file, temp_name, writer_lock
 from ..checkpoint import Checkpoint, content_sha256, load_checkpoint
 from ..checks import number
 from ..errors import CheckpointError, DataError, DDNNError, ParityError, UsageError, optional_import
@@ -260,11 +260,7 @@ def foreign_entries(folder: Path) -> list[str]:
                     listed.add(field_.replace("\\", "/").split("/")[0])
     except (OSError, ValueError, AttributeError, TypeError):
         listed = set()
-    return sorted(
-        entry.name
-        for entry in folder.iterdir()
-        if entry.name not in listed and not entry.name.startswith(".calibrate-")
-    )
+    return sorted(entry.name for entry in folder.iterdir() if entry.name not in listed and not is_temp_name(entry.name))
 
 
 def _check_preprocess(ckpt: Checkpoint, path: Path | None) -> None:

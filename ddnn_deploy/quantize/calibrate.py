@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import make_readable, sha256_file
+from ..atomic import make_readable, remove_stale_temps, sha256_file, temp_name, writer_lock
+from ..checks import number
 from ..data import ImageDataset, Preprocess, load_dataset
 from ..errors import AccuracyDropError, DataError, DDNNError, UsageError, optional_import
 from ..formats.manifest import Artifact, Manifest, read_manifest, write_manifest
@@ -174,15 +175,25 @@ def _calibrate_depth(
         f"depth {source.depth}: INT8 top-1 {accuracy['int8_top1']:.2f}% vs FP32 {accuracy['fp32_top1']:.2f}% "
         f"(drop {accuracy['drop']:+.2f}) in {time.time() - t0:.0f} s"
     )
-    if accuracy["drop"] > max_drop:
+    if not accuracy["drop"] <= max_drop:  # a NaN accuracy fails the guard
         return None, f"depth {source.depth} drops {accuracy['drop']:.2f} points (> {max_drop})"
     return Artifact.model_validate(entry), None
 
 
 def _commit(manifest: Manifest, new: list[Artifact], sources: list[Artifact], target: str, work: Path) -> Manifest:
     """New files get content-addressed names, so no file the current manifest lists is overwritten; the
-    manifest is replaced atomically; only then are superseded INT8 files deleted."""
+    manifest is replaced atomically; only then are superseded INT8 files deleted. Runs under the folder's
+    lock, on the manifest as it is NOW (re-read), so what another run recorded meanwhile is kept."""
     root = manifest.root
+    manifest = read_manifest(root)
+    missing = [
+        a.path for a in sources if not any(b.path == a.path and b.sha256 == a.sha256 for b in manifest.artifacts)
+    ]
+    if missing:
+        raise UsageError(
+            f"{root} changed while this calibration ran ({', '.join(missing)} is no longer the graph calibrated); "
+            "calibrate again"
+        )
     placed = []
     for artifact in new:
         final = f"{Path(artifact.path).stem}-{artifact.sha256[:8]}.onnx"
@@ -224,9 +235,31 @@ def calibrate(
     config = QuantConfig() if config is None else config
     if not isinstance(config, QuantConfig):
         raise UsageError(f"config must be a QuantConfig, not {type(config).__name__}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise UsageError(f"samples must be a positive integer, not {samples!r}")
+    number("--samples", samples, at_least=1, integer=True)
+    number("--max-drop", max_drop, at_least=0)
+    if eval_samples is not None:
+        number("--eval-samples", eval_samples, at_least=0, integer=True)
     say = log or (lambda message: None)
+    read_manifest(artifacts)  # a folder that is not an export fails here, before the lock is taken
+    with writer_lock(artifacts, f"the export folder {artifacts}"):
+        remove_stale_temps(artifacts)  # what a killed calibrate left behind
+        return _calibrate_locked(
+            artifacts, config, dataset, samples, max_drop, eval_samples, depths, threads, progress, say
+        )
+
+
+def _calibrate_locked(
+    artifacts: str | Path,
+    config: QuantConfig,
+    dataset: str | None,
+    samples: int,
+    max_drop: float,
+    eval_samples: int | None,
+    depths: Sequence[int] | None,
+    threads: int | None,
+    progress: bool,
+    say: Log,
+) -> Manifest:
     manifest = read_manifest(artifacts)
     sources = _sources(manifest, depths)
     data = _calibration_data(manifest, dataset, samples, eval_samples, say)
@@ -234,7 +267,7 @@ def calibrate(
         f"calibrating {len(sources)} depth(s) for {config.target} ({config.method}) on {data.source}: "
         f"{data.samples} images"
     )
-    work = Path(tempfile.mkdtemp(prefix=".calibrate-", dir=manifest.root))
+    work = Path(tempfile.mkdtemp(prefix=temp_name("work", "calibrate"), dir=manifest.root))
     new, failures = [], []
     try:
         for source in progress_bar(sources, enabled=progress, desc=f"INT8 ({config.target})", unit="depth"):
