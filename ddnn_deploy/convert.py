@@ -24,19 +24,25 @@ def convert_weights(
     input_size: int | None = None,
     width: int | None = None,
     seed: int = 0,
+    force: bool = False,
 ) -> Checkpoint:
     """A DDNN checkpoint from ``weights`` (torchvision/timm names) or from a seeded random init.
 
     ``depths`` (``"38,44,50"``, a depth or a list of depths; ``None``: the architecture's table) is the
     checkpoint's depth table. ``num_classes`` and ``in_channels`` default to what the weights hold, then
     to the architecture's spec, as do ``input_size`` and ``width``. The sub-nets share the full-net's BN
-    statistics until they are recalibrated (``train`` does this).
+    statistics until they are recalibrated (``train`` does this). An existing ``out`` is replaced only with
+    ``force``.
     """
     for name, value in (("out", out), ("weights", weights)):
         if not isinstance(value, (str, os.PathLike)) and not (name == "weights" and value is None):
             raise UsageError(f"{name} must be a file path, not {type(value).__name__} {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UsageError(f"seed must be an integer, not {type(seed).__name__} {seed!r}")
+    if os.path.isdir(out):
+        raise UsageError(f"--out {out} is a directory; give a file name such as {os.path.join(out, 'model.pt')}")
+    if os.path.exists(out) and not force:
+        raise UsageError(f"--out {out} already exists; pass --force to replace it, or choose another --out")
     spec = arch_spec(arch)
     depth_list = parse_depths(spec, depths)
     torch = optional_import("torch", "convert (building the model)")
@@ -45,12 +51,15 @@ def convert_weights(
 
     state = load_state_dict_file(weights) if weights is not None else None
     if state is not None:
-        num_classes, in_channels = _shape_from_weights(state, num_classes, in_channels)
+        num_classes, in_channels = _shape_from_weights(state, num_classes, in_channels, where=str(weights))
     model_kwargs = spec.model_kwargs(
         num_classes=num_classes, in_channels=in_channels, input_size=input_size, width=width
     )
     torch.manual_seed(seed)
-    model = build_model(spec.name, **model_kwargs)
+    try:
+        model = build_model(spec.name, **model_kwargs)
+    except (RuntimeError, MemoryError) as exc:  # e.g. a head of 10**9 classes read from the weights
+        raise CheckpointError(f"cannot build {spec.name} with {model_kwargs}: {str(exc).strip()[:160]}") from None
     if state is not None:
         _load_weights(model, state, f"{weights} does not match {spec.name}")
     channels, size = model_kwargs["in_channels"], model_kwargs["input_size"]
@@ -70,14 +79,20 @@ def convert_weights(
 
 
 def _shape_from_weights(
-    state: Mapping[str, Any], num_classes: int | None, in_channels: int | None
+    state: Mapping[str, Any], num_classes: int | None, in_channels: int | None, *, where: str = "the weights"
 ) -> tuple[int | None, int | None]:
     """(classes, input channels) read from the last linear layer and the stem, unless given."""
     heads = [k for k in state if k == "fc.weight" or (k.startswith("classifier") and k.endswith("weight"))]
+    heads = [k for k in heads if state[k].dim() == 2]  # a classifier's BatchNorm weight is no linear layer
     if num_classes is None and heads:
         num_classes = int(state[heads[-1]].shape[0])  # the last linear layer's outputs
     stem = state.get("conv1.weight")
     if in_channels is None and stem is not None:
+        if stem.dim() != 4:
+            raise CheckpointError(
+                f"{where}: conv1.weight has shape {list(stem.shape)}, not a convolution's [out, in, kH, kW]; "
+                "check --arch"
+            )
         in_channels = int(stem.shape[1])
     return num_classes, in_channels
 

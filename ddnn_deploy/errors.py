@@ -103,6 +103,12 @@ class MeasurementError(DDNNError):
     exit_code = 9
 
 
+class TrainingError(DDNNError):
+    """Training cannot go on (the loss became NaN or inf); the last good checkpoint is kept."""
+
+    exit_code = 1
+
+
 class PartialMeasurementError(MeasurementError):
     """Some rows of a bench failed: the results (the good rows and each failed row's error) are written."""
 

@@ -15,6 +15,7 @@ from ddnn_deploy import export
 from ddnn_deploy.atomic import sha256_file
 from ddnn_deploy.checkpoint import content_sha256, load_checkpoint
 from ddnn_deploy.errors import CheckpointError, ParityError, UsageError
+from ddnn_deploy.formats.manifest import read_manifest
 from ddnn_deploy.onnx_export import api
 from ddnn_deploy.onnx_export.simplify import simplify_in_child
 from ddnn_deploy.spec import DepthConfig
@@ -139,9 +140,9 @@ def test_bad_input_leaves_nothing_half_written(tiny_ckpt, tmp_path):
     (existing / "keep.txt").write_text("precious")
     with pytest.raises(UsageError, match="--force"):
         export(tiny_ckpt, existing)
-    with pytest.raises(UsageError, match=r"not part of a previous export \(keep.txt\)"):
-        export(tiny_ckpt, existing, depths="8", force=True, simplify=False)  # --force never deletes user files
-    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+    with pytest.raises(ParityError, match="parity check failed"):
+        export(tiny_ckpt, existing, depths="8", force=True, simplify=False, tolerance=1e-12)
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]  # a failed export leaves it untouched
     with pytest.raises(ParityError, match="parity check failed at depth 8: max abs error"):
         export(tiny_ckpt, tmp_path / "c", depths="8", simplify=False, tolerance=1e-12)
     assert not (tmp_path / "c").exists()  # a failed export leaves nothing
@@ -162,9 +163,14 @@ def test_force_replaces_a_previous_export_and_nothing_else(tiny_ckpt, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["cifar_resnet20-d8.onnx", "manifest.json"]
     (out / "demo").mkdir()  # the README's case: another export (or anything of the user's) inside --out
     (out / "demo" / "manifest.json").write_text("{}")
-    with pytest.raises(UsageError, match=r"\(demo\)"):
+    (out / "results.json").write_text("{}")
+    export(tiny_ckpt, out, depths="14", simplify=False, force=True)  # replaces d8 by d14, keeps the rest
+    assert sorted(p.name for p in out.iterdir()) == ["cifar_resnet20-d14.onnx", "demo", "manifest.json", "results.json"]
+    assert (out / "demo" / "manifest.json").read_text() == "{}" and (out / "results.json").read_text() == "{}"
+    (out / "cifar_resnet20-d8.onnx").write_text("the user's own file, not listed by the manifest")
+    with pytest.raises(UsageError, match="no previous export there wrote"):
         export(tiny_ckpt, out, depths="8", simplify=False, force=True)
-    assert (out / "demo" / "manifest.json").read_text() == "{}"
+    assert (out / "cifar_resnet20-d8.onnx").read_text().startswith("the user's") and read_manifest(out)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no lock or temp left
 
 

@@ -97,7 +97,8 @@ def _train_option(name: str, type_: type, help_text: str | None = None):
 @_train_option("temperature", float)
 @_train_option("seed", int)
 @click.option("--out", required=True, help="Checkpoint to write (atomically, after every epoch).")
-@click.option("--resume", is_flag=True, help="Continue the unfinished run saved at --out.")
+@click.option("--resume", is_flag=True, help="Continue the unfinished run saved at --out (same settings).")
+@click.option("--force", is_flag=True, help="Replace an existing checkpoint at --out.")
 @click.option("--init", default=None, help="Start from the weights of this ddnn-deploy checkpoint.")
 @click.option("--device", default=None, help="torch device (default: cuda when available, else cpu).")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch.")
@@ -202,7 +203,8 @@ def info(arch, ckpt, depths, input_size, in_channels, num_classes, width, as_jso
 @click.option("--width", type=int, default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, help="Checkpoint to write.")
-def convert(arch, weights, depths, num_classes, in_channels, input_size, width, seed, out) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing file at --out.")
+def convert(arch, weights, depths, num_classes, in_channels, input_size, width, seed, out, force) -> None:
     """Wrap a plain torchvision/timm ResNet state_dict (or a random init) into a DDNN checkpoint."""
     from ..convert import convert_weights
 
@@ -216,6 +218,7 @@ def convert(arch, weights, depths, num_classes, in_channels, input_size, width, 
         width=width,
         seed=seed,
         out=out,
+        force=force,
     )
     _log(f"wrote {out}: {arch}, depths {', '.join(str(ckpt.spec.depth_of(c)) for c in ckpt.depths)}")
 
@@ -367,6 +370,7 @@ def _print_bench(results, title: str) -> None:
 @click.option("--selector", "include_selector", is_flag=True, help="Also measure the selector graph.")
 @click.option("--ckpt", default=None, help="Checkpoint, for the torch back-end.")
 @click.option("--results", "results_path", default="results.json", show_default=True)
+@click.option("--force", is_flag=True, help="Replace a file at --results that is not an earlier results file.")
 @click.option("--engine-cache", default=None, help="TensorRT engine cache (default: ARTIFACTS/engines).")
 @click.option("--precision", default=None, help="Precisions to measure, e.g. fp32,int8 (default: the profile's).")
 @click.option("--budget-ms", type=float, default=None, help="Also print the depth this budget picks.")
@@ -390,6 +394,7 @@ def bench_command(
     include_selector,
     ckpt,
     results_path,
+    force,
     engine_cache,
     precision,
     budget_ms,
@@ -414,6 +419,7 @@ def bench_command(
         include_selector=include_selector,
         checkpoint=ckpt,
         results_path=results_path,
+        force=force,
         engine_cache=engine_cache,
         progress=not no_progress,
         precisions=precision.split(",") if precision else None,
@@ -425,6 +431,15 @@ def bench_command(
         _print_bench(results, f"{results.arch} on {device} -> {results_path}")
     if budget_ms is not None:
         _print_pick(pick_depth(results, budget_ms, stat=stat))
+    failed = [r for r in results.rows if r.status != "ok"]
+    if failed:
+        from ..errors import PartialMeasurementError
+
+        raise PartialMeasurementError(
+            f"{len(failed)} of {len(results.rows)} measurements failed (first: depth {failed[0].depth} "
+            f"{failed[0].precision} batch {failed[0].batch}: {failed[0].error}); the good rows and the errors "
+            f"are in {results_path}"
+        )
 
 
 @click.command("pick")

@@ -12,6 +12,7 @@ import sys
 import click
 
 from .. import __version__
+from ..children import sigterm_as_interrupt
 from ..errors import EXIT_INTERRUPTED, INSTALL_HINTS, DDNNError, MissingDependencyError
 
 
@@ -27,7 +28,8 @@ def _missing_module(exc: ModuleNotFoundError) -> MissingDependencyError | None:
 class DDNNGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with sigterm_as_interrupt():
+                return super().invoke(ctx)
         except DDNNError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
@@ -42,8 +44,16 @@ class DDNNGroup(click.Group):
             click.echo(f"error: {exc.strerror or exc}{where}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
-            click.echo("interrupted: the last complete checkpoint (if any) is intact; continue with --resume", err=True)
+            click.echo(f"interrupted: {_after_interrupt(ctx.invoked_subcommand)}", err=True)
             sys.exit(EXIT_INTERRUPTED)
+
+
+def _after_interrupt(command: str | None) -> str:
+    if command == "train":
+        return "the last complete checkpoint (if any) is intact; continue with --resume"
+    if command in ("export", "calibrate", "convert", "bench"):
+        return "nothing was replaced; earlier outputs are intact"
+    return "stopped"
 
 
 @click.group(cls=DDNNGroup, context_settings={"help_option_names": ["-h", "--help"]})

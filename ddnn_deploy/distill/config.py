@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..checks import number
 from ..data import DATASETS
 from ..errors import UsageError
 from ..spec import DepthsLike
@@ -35,6 +36,7 @@ class TrainConfig:
     seed: int = 0
     out: str = "model.pt"
     resume: bool = False
+    force: bool = False  # replace an existing checkpoint at ``out`` (without it, that is refused)
     init: str | None = None  # a ddnn-deploy checkpoint to start from (fine-tuning)
     amp: bool = True  # used on CUDA only
     device: str | None = None
@@ -55,13 +57,18 @@ class TrainConfig:
         if self.dataset not in DATASETS:
             raise UsageError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         for name, least in (("epochs", 0), ("batch_size", 1), ("recal_samples", 1)):  # 0 epochs: recalibrate only
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise UsageError(f"TrainConfig.{name} must be an integer >= {least}, not {value!r}")
-        for name in ("lr", "momentum", "weight_decay", "warmup_epochs", "kl_weight", "at_weight", "temperature"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise UsageError(f"TrainConfig.{name} must be a number >= 0, not {value!r}")
+            number(f"--{name.replace('_', '-')}", getattr(self, name), at_least=least, integer=True)
+        for name in ("train_limit", "test_limit", "threads"):
+            if getattr(self, name) is not None:
+                number(f"--{name.replace('_', '-')}", getattr(self, name), at_least=1, integer=True)
+        number("--holdout", self.holdout, at_least=0, integer=True)
+        number("--seed", self.seed, integer=True)
+        if self.width is not None:
+            number("--width", self.width, at_least=1, integer=True)
+        for name in ("momentum", "weight_decay", "warmup_epochs", "kl_weight", "at_weight"):
+            number(f"--{name.replace('_', '-')}", getattr(self, name), at_least=0)
+        number("--lr", self.lr, above=0)
+        number("--temperature", self.temperature, above=0)
         if isinstance(self.out, os.PathLike):
             self.out = os.fspath(self.out)
         if not isinstance(self.out, str) or not self.out:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..data import ImageDataset, load_dataset
-from ..errors import CheckpointError, DataError, UsageError
+from ..errors import CheckpointError, DataError, TrainingError, UsageError
 from ..evaluation import evaluate
 from ..models import DepthNet, build_model, count_macs, recalibrate_bn
 from ..progress import progress_bar
@@ -125,6 +125,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = print) -> 
     if config.mode not in MODES:
         raise UsageError(f"unknown training mode {config.mode!r}; choose one of {', '.join(MODES)}")
     say = log or (lambda message: None)
+    _check_targets(config)
     if config.mode == "individual":
         return _train_individual(config, log=say)
     return _train_ddnn(config, log=say)
@@ -251,6 +252,7 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
     for epoch in range(run.start_epoch, config.epochs):
         started = time.time()
         sums = _train_epoch(run, epoch, normalize)
+        _check_finite(sums, epoch, config)
         run.elapsed += time.time() - started
         if run.rank == 0:
             _evaluate_and_save(run, epoch, sums, started, log)
@@ -261,6 +263,34 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
     if run.world > 1:
         dist.barrier()
     return load_checkpoint(run.out)
+
+
+def _check_finite(sums: Sums, epoch: int, config: TrainConfig) -> None:
+    """Stop, before the epoch's checkpoint replaces the last good one, when the loss has become NaN or inf."""
+    bad = [depth for depth, (loss, _, _) in sums.items() if not math.isfinite(loss)]
+    if bad:
+        raise TrainingError(
+            f"the training loss became non-finite in epoch {epoch + 1} (depths {', '.join(bad)}); the last good "
+            f"checkpoint is intact; lower --lr (now {config.lr:g}) or check the data"
+        )
+
+
+def _check_targets(config: TrainConfig) -> None:
+    """Before any work: never replace a checkpoint without being asked (--resume continues it, --force replaces
+    it)."""
+    out = Path(config.out)
+    spec = arch_spec(config.arch)
+    targets = [out]
+    if config.mode == "individual":
+        targets = [
+            out.with_name(f"{out.stem}-d{spec.depth_of(d)}{out.suffix}") for d in parse_depths(spec, config.depths)
+        ]
+    for target in targets:
+        if target.exists() and not target.is_dir() and not config.resume and not config.force:
+            raise UsageError(
+                f"--out {target} already exists; pass --resume to continue that run, --force to replace it, "
+                "or choose another --out"
+            )
 
 
 def _setup(config: TrainConfig, mode_label: str | None) -> _Run:
@@ -359,6 +389,45 @@ def _optimizer(
     return optimizer, scheduler
 
 
+# What a run IS: resuming with another value would silently make a different run under the old record.
+# Everything else (device, threads, amp, progress, test_limit, data_dir, out) may change between sessions.
+RUN_DEFINING = (
+    "arch",
+    "depths",
+    "dataset",
+    "width",
+    "mode",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "warmup_epochs",
+    "kl_weight",
+    "at_weight",
+    "temperature",
+    "seed",
+    "init",
+    "train_limit",
+    "holdout",
+    "recal_samples",
+    "world_size",
+)
+
+
+def _check_same_run(recorded: dict[str, Any], now: dict[str, Any], out: Path) -> None:
+    differences = [
+        f"--{key.replace('_', '-')} {recorded[key]!r} -> {now.get(key)!r}"
+        for key in RUN_DEFINING
+        if key in recorded and recorded[key] != now.get(key)
+    ]
+    if differences:
+        raise UsageError(
+            f"--resume {out}: these settings differ from the run being resumed: {'; '.join(differences)}; "
+            "resume with the recorded settings, or train to a new --out"
+        )
+
+
 def _resume(run: _Run, log: Callable[[str], None]) -> None:
     """Load the unfinished run at ``--out``: weights, optimizer, schedule, history and time spent."""
     out = run.out
@@ -371,6 +440,7 @@ def _resume(run: _Run, log: Callable[[str], None]) -> None:
             f"--resume: {out} holds a finished run (no resume state); "
             "train to a new --out, or use --init to fine-tune from it"
         )
+    _check_same_run(prev.training.get("settings") or {}, run.settings, out)
     _load_weights(run.model, prev.state_dict, f"--resume {out}")
     try:
         run.optimizer.load_state_dict(state["optimizer"])

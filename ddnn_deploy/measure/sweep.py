@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..atomic import atomic_path, remove_stale_temps, sha256_file, temp_name
+from ..children import child_options
 from ..errors import INSTALL_HINTS, MeasurementError, MissingDependencyError, UsageError
 from ..formats.manifest import Manifest, read_manifest
 from ..formats.profiles import PRECISIONS, DeviceProfile, TimingSettings, get_profile
-from ..formats.results import BenchResults, ResultRow, write_results
+from ..formats.results import FORMAT as RESULTS_FORMAT
+from ..formats.results import BenchResults, ResultRow, to_csv
 from ..progress import Log, progress_bar
 from .environment import capture, warnings_for
 from .plan import DatasetRef, Job, plan_jobs
@@ -92,7 +95,7 @@ def _dataset_ref(manifest: Manifest, dataset: str | None, data_dir: str | None, 
 
 def run_worker(job: Job, timeout: float) -> list[dict[str, Any]]:
     """Run one job in a child process; a crash or a timeout becomes failed rows, never an exception."""
-    with tempfile.TemporaryDirectory(prefix="ddnn-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=temp_name("ddnn", "bench")) as tmp:
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_path.write_text(job.model_dump_json())
         env = {**os.environ, **({"OMP_NUM_THREADS": str(job.threads)} if job.threads else {})}
@@ -103,6 +106,7 @@ def run_worker(job: Job, timeout: float) -> list[dict[str, Any]]:
                 text=True,
                 timeout=timeout,
                 env=env,
+                **child_options(),
             )
             if result_path.exists():
                 return json.loads(result_path.read_text())
@@ -142,6 +146,83 @@ def run_jobs(jobs: list[Job], profile: DeviceProfile, *, timeout: float, progres
     return rows
 
 
+def _own_files(manifest: Manifest) -> set[Path]:
+    root = manifest.root.resolve()
+    own = {root / "manifest.json"}
+    for artifact in manifest.artifacts:
+        own.add((root / artifact.path).resolve())
+        if artifact.data is not None:
+            own.add((root / artifact.data.path).resolve())
+    return own
+
+
+def check_results_target(path: Path, manifest: Manifest, *, force: bool) -> None:
+    """Refuse, before measuring, a results path that would overwrite the export's own files, or a file that is
+    not an earlier results file (a checkpoint, a user's notes) unless ``force``."""
+    if path.is_dir():
+        raise UsageError(f"--results {path} is a directory; give a file name such as {path / 'results.json'}")
+    own, engines = _own_files(manifest), manifest.root.resolve() / "engines"
+    for target in (path, path.with_suffix(".csv"), path.with_suffix(".png")):
+        resolved = target.resolve()
+        if resolved in own or engines in resolved.parents:
+            raise UsageError(
+                f"--results {path} would overwrite {target.name}, a file of the export folder {manifest.root}; "
+                "write the results elsewhere"
+            )
+    if path.exists() and not force and not _is_results_file(path):
+        raise UsageError(
+            f"--results {path} exists and is not a ddnn-deploy results file; choose another path, "
+            "or pass --force to replace it"
+        )
+
+
+def _is_results_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 << 20)
+        return isinstance(data := json.loads(head), dict) and data.get("format") == RESULTS_FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def check_checkpoint_matches(path: Path, manifest: Manifest) -> None:
+    """The torch runner measures ``--ckpt``; its rows are filed under the manifest's checkpoint, so it must be
+    that checkpoint (the file the export read, or the same content)."""
+    if not path.is_file():
+        raise UsageError(f"--ckpt {path} does not exist")
+    if sha256_file(path) == manifest.checkpoint.sha256:
+        return
+    from ..checkpoint import content_sha256, load_checkpoint
+
+    if content_sha256(load_checkpoint(path)) != manifest.checkpoint.sha256:
+        raise UsageError(
+            f"--ckpt {path} is not the checkpoint {manifest.root} was exported from "
+            f"({manifest.checkpoint.path or 'sha256 ' + manifest.checkpoint.sha256[:12]}); pass that one"
+        )
+
+
+def write_outputs(results: BenchResults, path: Path, *, plot: bool) -> None:
+    """results.json, .csv and .png, all or none: everything is written to temporary names first, and only then
+    renamed into place (the JSON last), so a full disk or a kill never leaves a new JSON beside an old plot."""
+    png = path.with_suffix(".png")
+    with atomic_path(path) as json_tmp, atomic_path(path.with_suffix(".csv")) as csv_tmp:  # renamed csv, json
+        json_tmp.write_text(json.dumps(results.to_json_dict(), indent=1) + "\n")
+        csv_tmp.write_text(to_csv(results.rows))
+        drawn = None
+        if plot:
+            from .plot import plot_results
+
+            png_tmp = path.parent / f"{temp_name(png.name, 'tmp')}plot"
+            try:
+                drawn = plot_results(results, png_tmp)
+                if drawn is not None:
+                    os.replace(png_tmp, png)
+            finally:
+                png_tmp.unlink(missing_ok=True)
+        if drawn is None:
+            png.unlink(missing_ok=True)  # no plot of these results: an older one beside them would mislead
+
+
 def bench(
     artifacts: str | Path,
     *,
@@ -156,6 +237,7 @@ def bench(
     include_selector: bool = False,
     checkpoint: str | Path | None = None,
     results_path: str | Path | None = None,
+    force: bool = False,
     plot: bool = True,
     engine_cache: str | Path | None = None,
     job_timeout: float = 1800.0,
@@ -167,11 +249,19 @@ def bench(
     ``device`` is a profile name (built in or from ``profiles_file``) or a ``DeviceProfile``; ``timing`` and
     ``precisions`` override the profile's. With ``results_path`` the results are written there (JSON + CSV,
     and a PNG of accuracy against latency when ``plot`` and matplotlib allow). Returns the results.
+
+    ``results_path`` may replace an earlier results file; anything else there needs ``force``, and the export
+    folder's own files (its manifest, graphs, engine cache) are never written.
     """
     say = log or (lambda message: None)
     profile = resolve_profile(device, profiles_file, precisions, timing)
     check_backend(profile)
     manifest = read_manifest(artifacts)
+    if results_path is not None:
+        check_results_target(Path(results_path), manifest, force=force)
+    if checkpoint is not None:
+        check_checkpoint_matches(Path(checkpoint), manifest)
+    remove_stale_temps(tempfile.gettempdir(), "ddnn")  # the work folders of killed benches
     if depths is not None and (
         isinstance(depths, (str, bytes)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in depths)
     ):
@@ -206,11 +296,7 @@ def bench(
         rows=rows,
     )
     if results_path is not None:
-        write_results(results, results_path)
-        if plot:
-            from .plot import plot_results
-
-            plot_results(results, Path(results_path).with_suffix(".png"))
+        write_outputs(results, Path(results_path), plot=plot)
     if rows and all(row.status == "error" for row in rows):
         where = f"; the errors are in {results_path}" if results_path is not None else ""
         raise MeasurementError(f"every measurement failed (first: depth {rows[0].depth}: {rows[0].error}){where}")

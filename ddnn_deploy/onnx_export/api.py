@@ -114,7 +114,7 @@ def _export_locked(out: Path, arguments: dict[str, Any]) -> Manifest:
         )
         manifest = parse_manifest(record, where="the manifest being written", fix="this is a bug in ddnn-deploy")
         write_manifest(tmp, manifest)
-        _commit_directory(tmp, out)
+        _commit_directory(tmp, out, job.log)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -225,13 +225,6 @@ def _prepare_target(out: Path, force: bool, ckpt_path: Path | None) -> None:
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise UsageError(f"--out {out} already holds files; pass --force to replace a previous export there")
-        foreign = foreign_entries(out)
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            raise UsageError(
-                f"--out {out} holds files that are not part of a previous export ({shown}); --force replaces only "
-                "what ddnn-deploy wrote there: move them away or choose another --out"
-            )
     parent = out.parent if str(out.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -241,26 +234,28 @@ def _prepare_target(out: Path, force: bool, ckpt_path: Path | None) -> None:
         raise UsageError(f"cannot write to {parent}: {exc.strerror or exc}; choose another --out") from None
 
 
-# Entries of an export folder that belong to ddnn-deploy besides the files its manifest lists: the manifest,
-# the default TensorRT engine cache, the lock of in-place writers, and calibrate's temporary folders.
-_OWN_ENTRIES = ("manifest.json", "engines", ".ddnn.lock")
-
-
-def foreign_entries(folder: Path) -> list[str]:
-    """The names in ``folder`` that a previous export or calibrate did not write (sorted): everything when the
-    folder has no readable manifest."""
+def listed_entries(folder: Path) -> set[str]:
+    """The top-level names a previous export or calibrate wrote in ``folder``: its manifest and the files the
+    manifest lists (empty when there is no readable manifest)."""
     import json
 
     try:
         record = json.loads((folder / "manifest.json").read_text())
-        listed = set(_OWN_ENTRIES)
-        for artifact in record.get("artifacts", []) if isinstance(record, dict) else []:
-            for field_ in (artifact.get("path"), (artifact.get("data") or {}).get("path")):
-                if isinstance(field_, str) and field_:
-                    listed.add(field_.replace("\\", "/").split("/")[0])
+        artifacts = record.get("artifacts", [])
+        listed = {"manifest.json"}
+        for artifact in artifacts if isinstance(artifacts, list) else []:
+            for entry in (artifact.get("path"), (artifact.get("data") or {}).get("path")):
+                if isinstance(entry, str) and entry and not entry.startswith(("/", "\\", "..")):
+                    listed.add(entry.replace("\\", "/").split("/")[0])
+        return listed
     except (OSError, ValueError, AttributeError, TypeError):
-        listed = set()
-    return sorted(entry.name for entry in folder.iterdir() if entry.name not in listed and not is_temp_name(entry.name))
+        return set()
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """What in ``folder`` ddnn-deploy's export did not write (kept in place by ``--force``), sorted."""
+    listed = listed_entries(folder) | {"engines"}  # the TensorRT engine cache stays too (keyed by graph sha256)
+    return sorted(e.name for e in folder.iterdir() if e.name not in listed and not is_temp_name(e.name))
 
 
 def _check_preprocess(ckpt: Checkpoint, path: Path | None) -> None:
@@ -291,18 +286,39 @@ def _probe(model: DepthNet, shape: tuple[int, int, int], config: DepthConfig) ->
         ) from None
 
 
-def _commit_directory(tmp: Path, out: Path) -> None:
-    """Move the finished temporary directory onto ``out`` (replacing its old contents)."""
+def _commit_directory(tmp: Path, out: Path, log: Callable[[str], None]) -> None:
+    """Move the finished temporary directory into place. A new ``out`` is one rename. Over a previous export
+    (``--force``) only that export's files are replaced: the new files move in, ``manifest.json`` last (the
+    commit point), then the old export's files that the new one does not reuse are removed. Anything else in
+    the folder (another export, the user's notes, results) stays where it is; a new file that would land on
+    such an entry is refused before anything moves."""
     make_readable(tmp, directory=True)
     for child in tmp.iterdir():
         make_readable(child)
-    if out.exists():
-        backup = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, backup)
+    if not out.exists():
         os.replace(tmp, out)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+        return
+    old = listed_entries(out)
+    new = sorted((c.name for c in tmp.iterdir()), key=lambda name: name == "manifest.json")
+    clashes = [name for name in new if (out / name).exists() and name not in old]
+    if clashes:
+        raise UsageError(
+            f"--out {out} already holds {', '.join(clashes)}, which no previous export there wrote; "
+            "move it away or choose another --out"
+        )
+    for name in new:
+        os.replace(tmp / name, out / name)
+    for name in sorted(old - set(new)):
+        stale = out / name
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+    tmp.rmdir()
+    kept = foreign_entries(out)
+    if kept:
+        more = " ..." if len(kept) > 5 else ""
+        log(f"kept what the previous export did not write in {out}: {', '.join(kept[:5])}{more}")
 
 
 def _real_samples(ckpt: Checkpoint, shape: tuple[int, int, int], count: int) -> np.ndarray | None:

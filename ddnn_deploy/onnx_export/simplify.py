@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..children import child_options
+
 CHILD_COMMAND = (sys.executable, "-m", __name__)  # this module, whatever the package is called
 
 
@@ -20,7 +22,7 @@ def simplify_in_child(
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     try:
         result = subprocess.run(
-            [*command, str(src), str(dst)], capture_output=True, text=True, timeout=timeout, env=env
+            [*command, str(src), str(dst)], capture_output=True, text=True, timeout=timeout, env=env, **child_options()
         )
     except subprocess.TimeoutExpired:
         return False, f"onnxsim timed out after {timeout:.0f} s"
