@@ -207,6 +207,55 @@ def test_a_crashing_worker_records_a_failed_row_and_the_sweep_goes_on(artifacts,
     status = {(r.depth, r.batch): r.status for r in results.rows}
     assert status[(8, 1)] == "error" and status[(14, 1)] == "ok"
     assert "INVALID_PROTOBUF" in results.rows[0].error or "Load model" in results.rows[0].error
+    out = tmp_path / "r.json"
+    args = ["bench", "--artifacts", str(copy), "--device", "quick", "--profiles", str(profiles), "--no-progress"]
+    result = cli_runner().invoke(cli, [*args, "--results", str(out)])
+    assert result.exit_code == 10, result.output  # some rows failed: its own code, a summary line, the results
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 2 of 4 measurements failed (first: depth 8 fp32")
+    assert {row["status"] for row in json.loads(out.read_text())["rows"]} == {"ok", "error"}
+
+
+def test_results_never_overwrite_what_is_not_a_results_file(artifacts, profiles, tmp_path):
+    import shutil
+
+    copy = tmp_path / "art"
+    shutil.copytree(artifacts, copy)
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": true}')
+    graph = next(copy.glob("*.onnx"))
+    cases = [
+        (copy / "manifest.json", "a file of the export folder"),
+        (graph, "a file of the export folder"),
+        (graph.with_suffix(".json"), "would overwrite " + graph.name),  # its .csv/.png siblings are safe, but
+        (notes, "is not a ddnn-deploy results file"),
+    ]
+    cases[2] = (copy / "manifest.csv", "")  # a companion of manifest.json: harmless, allowed below
+    for path, message in [c for c in cases if c[1]]:
+        before = path.read_bytes()
+        with pytest.raises(UsageError, match=message):
+            bench(copy, device="quick", profiles_file=profiles, progress=False, results_path=path)
+        assert path.read_bytes() == before
+    results = bench(copy, device="quick", profiles_file=profiles, progress=False, results_path=notes, force=True)
+    assert read_results(notes).rows == results.rows  # --force replaces it
+    bench(copy, device="quick", profiles_file=profiles, progress=False, results_path=notes)  # a results file: ok
+    assert not list(tmp_path.glob(".*"))  # no temporary names left
+
+
+def test_results_json_csv_and_png_are_written_all_or_none(artifacts, profiles, tmp_path, monkeypatch):
+    from ddnn_deploy.measure import plot
+
+    out = tmp_path / "r.json"
+    first = bench(artifacts, device="quick", profiles_file=profiles, progress=False, results_path=out)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def full_disk(results, path, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plot, "plot_results", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        bench(artifacts, device="quick", profiles_file=profiles, progress=False, results_path=out)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # the old trio, untouched
+    assert read_results(out).rows == first.rows
 
 
 def test_runtime_side_works_without_torch(artifacts, profiles, tmp_path):

@@ -90,12 +90,57 @@ def test_seed_makes_cpu_runs_repeatable_and_resume_continues_exactly(tmp_path, f
         trainer_module.augment = original
     partial = load_checkpoint(tmp_path / "resumed.pt")  # the last complete checkpoint stays valid
     assert partial.training["epochs_done"] == 1 and partial.training["resume"]["epoch"] == 1
+    saved = (tmp_path / "resumed.pt").read_bytes()
+    with pytest.raises(UsageError, match=r"differ .*--lr 0.1 -> 0.05; --seed 3 -> 4"):  # another run: refused
+        train(_config(tmp_path, "resumed.pt", epochs=2, seed=4, lr=0.05, resume=True), log=lambda m: None)
+    with pytest.raises(UsageError, match="already exists; pass --resume"):  # never replaced without asking
+        train(_config(tmp_path, "resumed.pt", epochs=2, seed=3), log=lambda m: None)
+    assert (tmp_path / "resumed.pt").read_bytes() == saved
     resumed = train(_config(tmp_path, "resumed.pt", epochs=2, seed=3, resume=True), log=lambda m: None)
     for key, value in straight.state_dict.items():
         assert torch.equal(value, resumed.state_dict[key]), key
     with pytest.raises(CheckpointError, match="finished run"):
         train(_config(tmp_path, "resumed.pt", epochs=2, seed=3, resume=True), log=lambda m: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.pt", "resumed.pt", "straight.pt"]
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, fashion_mnist_dir, monkeypatch):
+    from ddnn_deploy.errors import TrainingError
+
+    first = train(_config(tmp_path, "run.pt"), log=lambda m: None)
+    real_epoch = trainer_module._train_epoch
+
+    def diverging(run, epoch, normalize):
+        sums = real_epoch(run, epoch, normalize)
+        return {depth: [float("nan"), *rest[1:]] for depth, rest in sums.items()}
+
+    monkeypatch.setattr(trainer_module, "_train_epoch", diverging)
+    before = (tmp_path / "run.pt").read_bytes()
+    with pytest.raises(TrainingError, match="non-finite in epoch 1 .*lower --lr"):
+        train(_config(tmp_path, "run.pt", force=True), log=lambda m: None)
+    assert (tmp_path / "run.pt").read_bytes() == before and first.training["epochs_done"] == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"lr": float("nan")},
+        {"lr": 0.0},
+        {"lr": float("inf")},
+        {"temperature": 0.0},
+        {"batch_size": 0},
+        {"train_limit": 0},
+        {"recal_samples": 0},
+        {"kl_weight": -1.0},
+        {"warmup_epochs": float("nan")},
+        {"holdout": -1},
+        {"width": -3},
+        {"threads": 0},
+    ],
+)
+def test_numbers_are_checked_before_any_work(tmp_path, bad):
+    with pytest.raises(UsageError, match="must be"):
+        _config(tmp_path, **bad)
 
 
 def test_bad_training_inputs(tmp_path):
