@@ -92,6 +92,15 @@ def test_convert_random_init_and_torchvision_weights(tmp_path):
         "does not match resnet34",
     )
     assert not (tmp_path / "y.pt").exists()
+    before = out.read_bytes()  # never replaced without --force
+    assert_one_line_error(run("convert", "--arch", "resnet18", "--seed", "5", "--out", out), 2, "already exists")
+    assert out.read_bytes() == before
+    assert run("convert", "--arch", "resnet18", "--seed", "5", "--out", out, "--force").exit_code == 0
+    assert out.read_bytes() != before
+    assert_one_line_error(run("train", "--out", out, "--epochs", "1"), 2, "already exists; pass --resume")
+    for option, value in (("--lr", "nan"), ("--batch-size", "0"), ("--train-limit", "0"), ("--temperature", "inf")):
+        assert_one_line_error(run("train", option, value, "--out", tmp_path / "t.pt"), 2, f"{option} must be")
+    assert not (tmp_path / "t.pt").exists()
 
 
 def test_help_and_import_work_without_torch():
