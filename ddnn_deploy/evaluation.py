@@ -71,9 +71,11 @@ def evaluate_checkpoint(
     ``parse_depths`` takes them (``None``: every depth of the checkpoint).
     """
     from .data import load_dataset
+    from .models.device import torch_device
     from .spec import parse_depths
 
     _check_arguments(ckpt, limit, batch_size)
+    device = torch_device(device)
     checkpoint = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
     name = dataset or checkpoint.dataset
     if name is None:

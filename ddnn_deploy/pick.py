@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .checks import is_finite, number
 from .errors import NothingFitsError, UsageError
 from .formats.results import LATENCY_STATS, ResultRow, RowsLike, as_rows
 
@@ -32,14 +33,22 @@ class Pick:
 
 
 def check_budget(budget_ms: float, stat: str) -> None:
-    if isinstance(budget_ms, bool) or not isinstance(budget_ms, (int, float)) or not budget_ms > 0:
+    if not is_finite(budget_ms) or not budget_ms > 0:
         raise UsageError(f"the budget must be a positive number of milliseconds, not {budget_ms!r}")
     if stat not in LATENCY_STATS:
         raise UsageError(f"unknown latency statistic {stat!r}; choose one of {', '.join(LATENCY_STATS)}")
 
 
 def _usable(rows: list[ResultRow], stat: str, batch: int | None) -> list[ResultRow]:
-    return [r for r in rows if r.status == "ok" and r.latency(stat) is not None and (batch is None or r.batch == batch)]
+    """Successful rows at ``batch`` whose latency (and top-1, when measured) are finite: a NaN never wins."""
+    return [
+        r
+        for r in rows
+        if r.status == "ok"
+        and is_finite(r.latency(stat))
+        and (r.top1 is None or is_finite(r.top1))
+        and (batch is None or r.batch == batch)
+    ]
 
 
 def pick_depth(
@@ -52,6 +61,10 @@ def pick_depth(
     fastest depth costs when nothing fits.
     """
     check_budget(budget_ms, stat)
+    if min_accuracy is not None:
+        number("--min-accuracy", min_accuracy, at_least=0, at_most=100)
+    if batch is not None:
+        number("--batch", batch, at_least=1, integer=True)
     candidates = _usable(as_rows(rows), stat, batch)
     if not candidates:
         raise NothingFitsError(f"the results hold no successful measurement at batch {batch}; run `bench` first")

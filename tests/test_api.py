@@ -58,5 +58,5 @@ def test_wrong_argument_types_are_one_line_usage_errors(tmp_path):
         dd.parse_depths(dd.arch_spec("resnet50"), 3.5)
     with pytest.raises(dd.UsageError, match="must be a positive number of milliseconds"):
         dd.pick_depth([], budget_ms="fast")
-    with pytest.raises(dd.UsageError, match="TrainConfig.epochs must be an integer >= 0"):
+    with pytest.raises(dd.UsageError, match="--epochs must be an integer >= 0"):
         dd.TrainConfig(epochs="ten")

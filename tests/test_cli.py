@@ -213,3 +213,14 @@ def test_more_bad_input_is_caught_up_front(tiny_ckpt, tmp_path):
     assert_one_line_error(
         run("calibrate", "--artifacts", out, "--dataset", str(tmp_path / "none.npz")), 4, "neither a dataset name"
     )
+
+
+def test_usage_errors_and_devices_are_one_line(tmp_path, tiny_ckpt):
+    assert_one_line_error(run("bench", "--bogus"), 2, "No such option '--bogus' (see `ddnn-deploy bench --help`)")
+    assert_one_line_error(run("pick", "--budget-ms", "abc"), 2, "'abc' is not a valid float")
+    assert_one_line_error(run("frobnicate"), 2, "No such command 'frobnicate'")
+    assert_one_line_error(run("pick", "--budget-ms", "inf", "--results", tmp_path / "none.json"), 2, "budget")
+    assert_one_line_error(run("pick", "--budget-ms", "nan", "--results", tmp_path / "none.json"), 2, "budget")
+    device = "cuda:7" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+    assert_one_line_error(run("eval", "--ckpt", tiny_ckpt, "--device", device), 2, f"--device {device}")
+    assert_one_line_error(run("eval", "--ckpt", tiny_ckpt, "--device", "tpu"), 2, "is not a torch device")

@@ -452,8 +452,9 @@ def bench_command(
 def pick_command(results_path, budget_ms, stat, min_accuracy, batch, as_json) -> None:
     """The most accurate depth whose latency fits the budget (ties go to the faster)."""
     from ..formats.results import read_results
-    from ..pick import pick_depth
+    from ..pick import check_budget, pick_depth
 
+    check_budget(budget_ms, stat)  # before reading anything
     pick = pick_depth(read_results(results_path), budget_ms, stat=stat, min_accuracy=min_accuracy, batch=batch)
     if as_json:
         _echo_json(pick.to_dict())

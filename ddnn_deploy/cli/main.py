@@ -33,6 +33,10 @@ class DDNNGroup(click.Group):
         except DDNNError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except click.UsageError as exc:  # click's own four-line usage message, as one line
+            where = f"ddnn-deploy {exc.ctx.info_name}" if exc.ctx is not None and exc.ctx.parent else "ddnn-deploy"
+            click.echo(f"error: {exc.format_message().rstrip('.')} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
         except ModuleNotFoundError as exc:
             missing = _missing_module(exc)
             if missing is None:

@@ -27,6 +27,7 @@ from ..data import ImageDataset, load_dataset
 from ..errors import CheckpointError, DataError, TrainingError, UsageError
 from ..evaluation import evaluate
 from ..models import DepthNet, build_model, count_macs, recalibrate_bn
+from ..models.device import torch_device
 from ..progress import progress_bar
 from ..spec import ArchSpec, DepthConfig, arch_spec, parse_depths
 from .config import MODES, TrainConfig
@@ -54,16 +55,7 @@ def _init_distributed(device: torch.device) -> None:
 
 def _pick_device(name: str | None) -> torch.device:
     if name:
-        try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise UsageError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UsageError(
-                f"--device {name}: this torch ({torch.__version__}) sees no CUDA GPU; install a CUDA "
-                "build of torch on a machine with one, or train with --device cpu"
-            )
-        return device
+        return torch_device(name)
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import is_finite
 from ..errors import UsageError
 
 
@@ -79,9 +80,9 @@ class SLOController:
         clock: Callable[[], float] = time.monotonic,
         start_depth: int | None = None,
     ) -> None:
-        if isinstance(slo_ms, bool) or not isinstance(slo_ms, (int, float)) or not slo_ms > 0:
+        if not is_finite(slo_ms) or not slo_ms > 0:
             raise UsageError(f"the SLO must be a positive number of milliseconds, not {slo_ms!r}")
-        if not table_ms or any(not v > 0 for v in table_ms.values()):
+        if not table_ms or any(not is_finite(v) or not v > 0 for v in table_ms.values()):
             raise UsageError("the adaptive policy needs a measured latency (> 0) for every depth")
         self.table = {int(d): float(v) for d, v in sorted(table_ms.items())}
         self.depths: list[int] = sorted(self.table)

@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..checks import is_finite
 from ..errors import DDNNError, UsageError, optional_import
 from .engine import DepthRuntime
 from .inputs import decode_image, from_array
@@ -46,7 +47,7 @@ class ServeSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, not {value!r}")
-        if not self.max_wait_ms >= 0:
+        if not is_finite(self.max_wait_ms) or not self.max_wait_ms >= 0:
             raise UsageError(f"max_wait_ms must be >= 0, not {self.max_wait_ms!r}")
 
 
