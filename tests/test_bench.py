@@ -175,7 +175,7 @@ def test_tampered_artifacts_are_refused(artifacts, tmp_path):
     "content, message",
     [
         ("{not json", "is not valid JSON"),
-        ('["a list"]', "format 'list'"),
+        ('["a list"]', "format list"),
         ('{"format": "something-else", "version": 1}', "format 'something-else'"),
         ('{"format": "%s", "version": 99}', "version 99; this tool reads version 1"),
     ],

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import struct
+import warnings
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,8 @@ FASHION_MNIST_CLASSES = (
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"})
+MAX_PIXELS = 40_000_000  # 40 MP: larger images are refused before they are decoded (decompression bombs)
+_CHUNK = 1 << 24
 
 
 @dataclass
@@ -85,27 +89,59 @@ def _check_split(split: str) -> None:
         raise DataError(f"unknown split {split!r}; use 'train' or 'test'")
 
 
-def _read_maybe_gz(path: Path) -> bytes:
+def _describe_shape(shape: tuple[int, ...]) -> str:
+    return str(shape) if len(shape) <= 6 else f"{len(shape)} dimensions"
+
+
+def _read_idx_payload(path: Path) -> tuple[tuple[int, ...], bytes]:
+    """(shape, data) of an IDX file, reading no more than the header declares (a gzip bomb stays on disk)."""
     with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
-        return f.read()
+        head = f.read(4)
+        if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+            raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+        ndim = head[3]
+        if ndim == 0:
+            raise DataError(f"{path} is an IDX file of 0 dimensions; expected images or labels")
+        dims = f.read(4 * ndim)
+        if len(dims) < 4 * ndim:
+            raise DataError(f"{path} is truncated: its header ends inside the list of {ndim} dimensions")
+        shape = struct.unpack(f">{ndim}I", dims)
+        expected = 1
+        for d in shape:
+            expected *= d
+        found = path.stat().st_size - 4 - 4 * ndim if path.suffix != ".gz" else expected
+        if found != expected:  # a plain file's size is known: nothing is read when it cannot be right
+            raise DataError(
+                f"{path} is truncated or corrupt: header says {_describe_shape(shape)}, found {found} bytes of data"
+            )
+        chunks, remaining = [], expected
+        while remaining > 0:
+            chunk = f.read(min(remaining, _CHUNK))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        if remaining > 0 or f.read(1):
+            found = "fewer" if remaining > 0 else "more"
+            raise DataError(
+                f"{path} is truncated or corrupt: header says {_describe_shape(shape)}, found {found} bytes of data"
+            )
+    return shape, b"".join(chunks)
 
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped) as used by MNIST and Fashion-MNIST."""
     path = Path(path)
     try:
-        raw = _read_maybe_gz(path)
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read IDX file {path}: {exc}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape)) if shape else 0
-    if len(raw) - header != expected:
-        raise DataError(f"{path} is truncated or corrupt: header says {shape}, found {len(raw) - header} bytes of data")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+        shape, raw = _read_idx_payload(path)
+    except (OSError, EOFError, zlib.error) as exc:  # not gzip, a broken deflate stream, unreadable
+        text = str(exc).strip()
+        reason = getattr(exc, "strerror", None) or (text.splitlines()[0][:160] if text else type(exc).__name__)
+        raise DataError(f"cannot read IDX file {path}: {reason}") from None
+    try:
+        return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
+    except ValueError:  # (0, 2**32 - 1, 2**32 - 1): no bytes, but numpy refuses the shape
+        raise DataError(f"{path} is corrupt: its header's shape {_describe_shape(shape)} is no array shape") from None
 
 
 def _find_idx(folder: Path, stem: str) -> Path:
@@ -132,6 +168,7 @@ def load_fashion_mnist(folder: str | Path | None = None, split: str = "train") -
     labels = read_idx(_find_idx(folder, f"{prefix}-labels-idx1-ubyte"))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"{folder}: images {images.shape} and labels {labels.shape} do not match")
+    _check_labels(labels, len(FASHION_MNIST_CLASSES), folder)
     return ImageDataset(
         images[:, None, :, :].copy(),
         labels.astype(np.int64),
@@ -157,10 +194,20 @@ def _cifar_files(folder: Path, split: str) -> tuple[list[Path], int, str]:
     )
 
 
+def _check_labels(labels: np.ndarray, classes: int, where: Path) -> None:
+    if len(labels) and int(labels.max()) >= classes:
+        raise DataError(
+            f"{where}: label {int(labels.max())} is out of range for {classes} classes; the files are corrupt"
+        )
+
+
 def _cifar_records(files: Sequence[Path], record: int) -> np.ndarray:
     chunks = []
     for path in files:
-        raw = np.fromfile(path, dtype=np.uint8)
+        try:
+            raw = np.fromfile(path, dtype=np.uint8)
+        except OSError as exc:
+            raise DataError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
         if raw.size == 0 or raw.size % record:
             raise DataError(f"{path} is truncated: {raw.size} bytes is not a multiple of {record}")
         chunks.append(raw.reshape(-1, record))
@@ -169,9 +216,16 @@ def _cifar_records(files: Sequence[Path], record: int) -> np.ndarray:
 
 def _cifar100_classes(folder: Path, coarse: bool) -> tuple[str, ...]:
     names_file = folder / ("coarse_label_names.txt" if coarse else "fine_label_names.txt")
+    count = 20 if coarse else 100
     if names_file.exists():
-        return tuple(line.strip() for line in names_file.read_text().splitlines() if line.strip())
-    return tuple(str(i) for i in range(20 if coarse else 100))
+        try:
+            names = tuple(line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read {names_file} as UTF-8 text: {exc}") from None
+        if len(names) != count:
+            raise DataError(f"{names_file} names {len(names)} classes, not {count}; fix or remove it")
+        return names
+    return tuple(str(i) for i in range(count))
 
 
 def load_cifar_binary(
@@ -190,23 +244,65 @@ def load_cifar_binary(
     labels = data[:, label_column].astype(np.int64)
     images = data[:, label_bytes:].reshape(-1, 3, 32, 32).copy()
     classes = CIFAR10_CLASSES if name == "cifar10" else _cifar100_classes(folder, coarse)
+    _check_labels(labels, len(classes), folder)
     return ImageDataset(images, labels, classes, PREPROCESS[name], name)
 
 
-def resize_center_crop(img: Any, size: int, resize: int | None = None) -> np.ndarray:
+def resize_center_crop(img: Any, size: int, resize: int | None = None, *, name: str = "the image") -> np.ndarray:
     """A PIL image as the model sees it: RGB, shorter side resized to ``resize`` (default ``size * 256 / 224``),
-    centre ``size`` x ``size`` crop, uint8 CHW. An image already ``size`` x ``size`` is only converted."""
+    centre ``size`` x ``size`` crop, uint8 CHW. An image already ``size`` x ``size`` is only converted.
+
+    A very elongated image (a 1,000,000 x 1 strip) is resampled from the part the crop keeps (PIL's ``box``),
+    so memory stays bounded; the result equals resize-then-crop up to rounding."""
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise DataError(f"{name}: the image is {w} x {h} pixels; there is nothing to resize")
+    if w * h > MAX_PIXELS:
+        raise DataError(f"{name}: the image has more than {MAX_PIXELS} pixels; refusing to decode it")
     img = img.convert("RGB")
     if img.size != (size, size):
         resize = resize or int(round(size * 256 / 224))
-        w, h = img.size
         scale = resize / min(w, h)
         bilinear = optional_import("PIL.Image").Resampling.BILINEAR
-        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), bilinear)
-        w, h = img.size
-        left, top = (w - size) // 2, (h - size) // 2
-        img = img.crop((left, top, left + size, top + size))
+        new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+        if new_w * new_h <= MAX_PIXELS:
+            img = img.resize((new_w, new_h), bilinear).crop((left, top, left + size, top + size))
+        else:
+            sx, sy = w / new_w, h / new_h
+            box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+            img = img.resize((size, size), bilinear, box=box)
     return np.asarray(img).transpose(2, 0, 1)
+
+
+def decode_image_file(source: Any, size: int, resize: int | None = None, *, name: str) -> np.ndarray:
+    """One encoded image (a path or a binary file object) as ``resize_center_crop`` gives it; the size is read
+    from the header and checked against ``MAX_PIXELS`` before anything is decoded. Any failure is one
+    DataError naming ``name``."""
+    image = optional_import("PIL.Image", "reading images")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata ("Corrupt EXIF data") are no error
+            warnings.simplefilter("error", image.DecompressionBombWarning)
+            with image.open(source) as img:  # reads the header only: the size is known before decoding
+                if img.width * img.height > MAX_PIXELS:
+                    raise DataError(f"{name}: the image has more than {MAX_PIXELS} pixels; refusing to decode it")
+                img.load()
+                return resize_center_crop(img, size, resize, name=name)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{name}: is a directory, not an image file") from None
+    except (image.DecompressionBombError, image.DecompressionBombWarning):
+        raise DataError(f"{name}: the image has more than {MAX_PIXELS} pixels; refusing to decode it") from None
+    except image.UnidentifiedImageError:
+        raise DataError(f"{name}: not an image in a format Pillow reads (PNG, JPEG, ...)") from None
+    except Exception as exc:  # noqa: BLE001 - truncated or corrupt data makes Pillow raise OSError, ValueError,
+        # SyntaxError, EOFError, struct.error, zlib.error, MemoryError ...: each means "this file is damaged"
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{name}: not a readable image ({reason})") from None
 
 
 def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
@@ -216,12 +312,6 @@ def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
     return images
 
 
-def _decode_center_crop(image_module: ModuleType, path: Path, size: int, resize: int) -> np.ndarray:
-    """One image file: RGB, resized and centre-cropped (``resize_center_crop``), as uint8 CHW."""
-    with image_module.open(path) as img:
-        return resize_center_crop(img, size, resize)
-
-
 def load_image_folder(
     folder: str | Path, *, size: int = 224, resize: int | None = None, limit: int | None = None
 ) -> ImageDataset:
@@ -229,19 +319,22 @@ def load_image_folder(
 
     Decodes eagerly into memory, so it suits calibration and accuracy subsets; use ``limit``.
     """
-    image_module = optional_import("PIL.Image", "reading image folders")
+    optional_import("PIL.Image", "reading image folders")
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist")
-    classes = tuple(sorted(d.name for d in folder.iterdir() if d.is_dir()))
+    try:
+        classes = tuple(sorted(d.name for d in folder.iterdir() if d.is_dir()))
+        files = [
+            (p, i)
+            for i, c in enumerate(classes)
+            for p in sorted((folder / c).iterdir())
+            if p.suffix.lower() in IMAGE_SUFFIXES
+        ]
+    except OSError as exc:
+        raise DataError(f"cannot list {exc.filename or folder}: {exc.strerror or type(exc).__name__}") from None
     if not classes:
         raise DataError(f"{folder} has no class sub-folders (expected ROOT/CLASS/IMAGE.jpg)")
-    files = [
-        (p, i)
-        for i, c in enumerate(classes)
-        for p in sorted((folder / c).iterdir())
-        if p.suffix.lower() in IMAGE_SUFFIXES
-    ]
     if not files:
         raise DataError(f"{folder} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     if limit is not None and limit < len(files):
@@ -250,7 +343,7 @@ def load_image_folder(
     resize = resize or int(round(size * 256 / 224))
     images = np.empty((len(files), 3, size, size), dtype=np.uint8)
     for n, (path, _) in enumerate(files):
-        images[n] = _decode_center_crop(image_module, path, size, resize)
+        images[n] = decode_image_file(path, size, resize, name=str(path))
     labels = np.array([i for _, i in files], dtype=np.int64)
     return ImageDataset(images, labels, classes, PREPROCESS["imagefolder"], "imagefolder")
 

@@ -7,7 +7,7 @@ import json
 import math
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Optional, Type, TypeVar
+from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from typing_extensions import Annotated
@@ -15,6 +15,10 @@ from typing_extensions import Annotated
 from ..errors import DDNNError
 
 M = TypeVar("M", bound="Schema")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_NESTING = 64  # none of the files nests deeper than a handful of levels; pydantic's own limit is about 200
+INT64 = 2**63  # a JSON integer outside the 64-bit range is no count, size or id these files hold
 
 
 class Schema(BaseModel):
@@ -33,10 +37,13 @@ class Schema(BaseModel):
 
 
 def _relative_path(value: str) -> str:
-    """A path inside the folder that holds the file: relative, no ``..``, POSIX separators."""
+    """A path inside the folder that holds the file: relative, no ``..``, POSIX separators, no control
+    characters (a NUL or a newline is no file name this tool writes), at most 1024 characters."""
     pure = PurePosixPath(value)
     if not value or pure.is_absolute() or "\\" in value or ".." in pure.parts or re.match(r"^[A-Za-z]:", value):
         raise ValueError("must be a relative path inside the folder")
+    if _CONTROL.search(value) or len(value) > 1024:
+        raise ValueError("must be a file name of at most 1024 characters without control characters")
     return value
 
 
@@ -122,38 +129,59 @@ def first_problem(exc: ValidationError) -> str:
     return (lines[0] + more).replace("\n", "\\n")
 
 
-def non_finite_path(value: Any, loc: tuple = ()) -> Optional[tuple]:
-    """The location of the first NaN or infinity anywhere in a JSON-like value (json.loads accepts them)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return loc
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = non_finite_path(item, (*loc, str(key)))
-            if found is not None:
-                return found
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found = non_finite_path(item, (*loc, index))
-            if found is not None:
-                return found
+def bad_value_path(value: Any) -> Optional[Tuple[tuple, str]]:
+    """(location, problem) of the first value no file of ours holds: NaN or infinity (json.loads accepts
+    them), an integer outside the 64-bit range, or nesting deeper than ``MAX_NESTING`` levels; else None.
+
+    Iterative, so a deeply nested value is reported, never a RecursionError."""
+    stack: List[Tuple[Any, tuple]] = [(value, ())]
+    while stack:
+        item, loc = stack.pop()
+        if len(loc) > MAX_NESTING:
+            return loc[:4], f"is nested more than {MAX_NESTING} levels deep"
+        if isinstance(item, float) and not math.isfinite(item):
+            return loc, "must be a finite number"
+        if isinstance(item, int) and not isinstance(item, bool) and not -INT64 <= item < INT64:
+            return loc, "must be an integer within the 64-bit range"
+        if isinstance(item, dict):
+            stack.extend((v, (*loc, str(k))) for k, v in reversed(list(item.items())))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, (*loc, i)) for i, v in reversed(list(enumerate(item))))
     return None
 
 
 def validate(model: Type[M], data: Any, *, where: str, error: Type[DDNNError], fix: str = "") -> M:
     """``model`` validated from plain data (strictly: no "8" for 8), or ``error`` as one line."""
     suffix = f"; {fix}" if fix else ""
-    bad = non_finite_path(data)
+    bad = bad_value_path(data)
     if bad is not None:
-        field = field_path(bad)
-        raise error(f"{where}: {field + ': ' if field else ''}must be a finite number{suffix}")
+        field = field_path(bad[0])
+        raise error(f"{where}: {field + ': ' if field else ''}{bad[1]}{suffix}")
     try:
         text = json.dumps(data)
-    except (TypeError, ValueError) as exc:
-        raise error(f"{where}: holds a value that is not plain data ({exc}){suffix}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise error(f"{where}: holds a value that is not plain data ({reason_of(exc)}){suffix}") from None
     try:
         return model.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise error(f"{where}: {first_problem(exc)}{suffix}") from None
+
+
+def reason_of(exc: BaseException, limit: int = 160) -> str:
+    """An exception as a short reason for a one-line error: its first line, cut to ``limit`` characters."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a file's garbage never makes a long error line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more than 4300 digits
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_json_file(
@@ -161,13 +189,20 @@ def read_json_file(
 ) -> Dict[str, Any]:
     """A JSON object whose ``format`` and ``version`` are ours; anything else raises ``error`` (one line)."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise error(f"{path}: is not valid JSON ({reason}); {fix}") from None
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror or type(exc).__name__}; {fix}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: is not valid JSON (not UTF-8 text: {exc.reason} at byte {exc.start}); {fix}") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit number, [[[[... 100000 deep
+        raise error(f"{path}: is not valid JSON ({reason_of(exc)}); {fix}") from None
     if not isinstance(data, dict) or data.get("format") != fmt:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise error(f"{path}: is not a {what} (format {found!r}); {fix}")
+        found = _short(data.get("format")) if isinstance(data, dict) else type(data).__name__
+        raise error(f"{path}: is not a {what} (format {found}); {fix}")
     if data.get("version") != version:
-        raise error(f"{path}: has {what} version {data.get('version')!r}; this tool reads version {version}; {fix}")
+        raise error(
+            f"{path}: has {what} version {_short(data.get('version'))}; this tool reads version {version}; {fix}"
+        )
     return data

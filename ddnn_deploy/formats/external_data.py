@@ -36,12 +36,13 @@ def _tensors(graph: Any) -> Iterator[Any]:
 
 def external_locations(graph_path: Path) -> set[str]:
     """The ``location`` of every externally stored tensor in the graph at ``graph_path`` (nothing is loaded
-    from those locations)."""
+    from those locations). A file that is not an ONNX graph has none: no runtime will load it either, and its
+    runner reports that in its own row."""
     onnx = optional_import("onnx", "checking a graph's external data")
     try:
         model = onnx.load(str(graph_path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf's decode errors have no common public base
-        raise ArtifactsError(f"{graph_path} is not a readable ONNX graph ({type(exc).__name__}); re-export") from None
+    except Exception:  # noqa: BLE001 - protobuf's decode errors have no common public base
+        return set()
     locations = set()
     for tensor in _tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:

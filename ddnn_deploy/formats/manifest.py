@@ -16,7 +16,7 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from ..atomic import sha256_file, write_text_atomic
 from ..errors import ArtifactsError, UsageError
-from ._schema import NonNegativeInt, PositiveInt, RelativePath, Schema, Sha256, read_json_file, validate
+from ._schema import NonNegativeInt, PositiveInt, RelativePath, Schema, Sha256, read_json_file, reason_of, validate
 
 FORMAT = "ddnn-deploy.export"
 VERSION = 1
@@ -172,8 +172,14 @@ class Manifest(Schema):
 
 def inside(root: Path, relative: str) -> Path:
     """``root / relative`` resolved, refusing anything (symlinks included) that leaves ``root``."""
-    path = (root / relative).resolve()
-    if root.resolve() not in path.parents:
+    try:
+        path = (root / relative).resolve()
+        outside = root.resolve() not in path.parents
+    except (OSError, ValueError, RuntimeError) as exc:  # a name too long, a NUL, a symlink loop
+        reason = getattr(exc, "strerror", None) or reason_of(exc)
+        where = root / "manifest.json"
+        raise ArtifactsError(f"{where}: path {relative!r} cannot be used ({reason}); re-export") from None
+    if outside:
         raise ArtifactsError(f"{root / 'manifest.json'}: path {relative!r} points outside {root}; refusing")
     return path
 
@@ -204,14 +210,26 @@ def read_manifest(folder: Union[str, Path], *, verify: bool = True) -> Manifest:
     for index, artifact in enumerate(manifest.artifacts):
         for record in artifact.files():
             file = inside(root, record.path)
-            if not file.is_file():
+            try:
+                exists = file.is_file()
+                matches = exists and (not verify or sha256_file(file) == record.sha256)
+            except OSError as exc:  # unreadable (permissions), or a name the file system refuses
+                raise ArtifactsError(
+                    f"{path}: artifacts[{index}]: cannot read {record.path} ({exc.strerror or type(exc).__name__})"
+                ) from None
+            if not exists:
                 raise ArtifactsError(f"{path}: artifacts[{index}]: {record.path} is listed but missing; re-export")
-            if verify and sha256_file(file) != record.sha256:
+            if not matches:
                 raise ArtifactsError(
                     f"{path}: artifacts[{index}]: {record.path} no longer matches the sha256 "
                     "recorded for it: the file was changed after export; refusing to use it "
                     "(re-export)"
                 )
+        if verify:  # the graph must read exactly the listed, hashed external data (or none)
+            from .external_data import check_external_data
+
+            data = artifact.data.path if artifact.data is not None else None
+            check_external_data(root, artifact.path, data, f"{path}: artifacts[{index}]")
     return manifest
 
 

@@ -21,11 +21,14 @@ from typing import Any, Dict, Optional, Tuple, Union
 from pydantic import ConfigDict, model_validator
 
 from ..errors import ProfileError, UsageError, optional_import
-from ._schema import PositiveInt, Schema, validate
+from ._schema import PositiveInt, Schema, field_path, reason_of, validate
 
 BACKENDS = ("onnxruntime", "tensorrt", "torch")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
+MAX_ITERS = 100_000  # TimingSettings.max_iters: a measurement never runs more iterations
+MAX_SECONDS = 3600.0
+MAX_THREADS = 4096
 
 
 class TimingSettings(Schema):
@@ -37,7 +40,7 @@ class TimingSettings(Schema):
     warmup_seconds: float = 0.5
     min_iters: PositiveInt = 50
     min_seconds: float = 1.0
-    max_iters: PositiveInt = 100_000
+    max_iters: PositiveInt = MAX_ITERS
 
     @model_validator(mode="after")
     def _ranges(self) -> TimingSettings:
@@ -80,6 +83,12 @@ class DeviceProfile(Schema):
             raise ValueError("batch_sizes must list at least one batch size")
         if self.warmup_iters < 0 or self.warmup_seconds < 0 or self.min_seconds < 0 or self.max_cv < 0:
             raise ValueError("warm-up settings, min_seconds and max_cv must be >= 0")
+        if self.min_iters > MAX_ITERS or self.warmup_iters > MAX_ITERS:
+            raise ValueError(f"min_iters and warmup_iters must be <= {MAX_ITERS} (the most one measurement runs)")
+        if self.min_seconds > MAX_SECONDS or self.warmup_seconds > MAX_SECONDS:
+            raise ValueError(f"min_seconds and warmup_seconds must be <= {MAX_SECONDS} (one hour per measurement)")
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise ValueError(f"threads must be <= {MAX_THREADS}")
         return self
 
     @property
@@ -89,6 +98,7 @@ class DeviceProfile(Schema):
             warmup_seconds=self.warmup_seconds,
             min_iters=self.min_iters,
             min_seconds=self.min_seconds,
+            max_iters=max(MAX_ITERS, self.min_iters),  # with_timing may have set more than a TOML file may
         )
 
     def with_timing(self, timing: TimingSettings) -> DeviceProfile:
@@ -143,12 +153,12 @@ def _load_toml(path: Path) -> Dict[str, Any]:
             return tomllib.load(f)
     except OSError as exc:
         raise ProfileError(f"cannot read profiles file {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: is not valid TOML ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, not UTF-8, a 5000-digit number, a=[[[[...
+        raise ProfileError(f"{path}: is not valid TOML ({reason_of(exc)})") from None
 
 
 def _profile_from_table(path: Path, name: str, table: Any, profiles: Dict[str, DeviceProfile]) -> DeviceProfile:
-    where = f"{path}: profiles.{name}"
+    where = f"{path}: {field_path(('profiles', name))}"
     if not isinstance(table, dict):
         raise ProfileError(f"{where}: must be a table ([profiles.{name}])")
     table = dict(table)

@@ -9,6 +9,7 @@ folder of images (class sub-folders or flat), or ``random`` (latency studies onl
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,50 @@ from ..errors import DataError
 from ..resources import DEFAULT_CALIBRATION_SAMPLES as DEFAULT_SAMPLES  # a lazy {dataset: .npz} mapping
 
 
+def _npz_problem(path: Path) -> str | None:
+    """Why ``path`` is no .npz sample with an ``images`` array numpy can read in full, or None; only the
+    archive's directory and the array's header are read, so a header claiming terabytes allocates nothing."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if "images.npy" not in names:
+            shown = ", ".join(n[:-4] if n.endswith(".npy") else n for n in names[:5]) or "nothing"
+            return f"it has no 'images' array (it holds: {shown})"
+        info = archive.getinfo("images.npy")
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version not in ((1, 0), (2, 0)):
+                return f"'images' is a .npy of format version {version}, not 1.0 or 2.0"
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(member)
+            header = member.tell()
+    if dtype.hasobject:
+        return "'images' holds Python objects (pickled data), not pixels"
+    count = 1
+    for d in shape:
+        count *= d
+    if info.file_size != header + count * dtype.itemsize:
+        return f"'images' is truncated or corrupt: its header says {dtype} {tuple(shape)}"
+    return None
+
+
 def load_npz_sample(path: Path) -> np.ndarray:
+    """The ``images`` array of a ``.npz`` calibration sample: uint8 (N, C, H, W), read without pickle."""
+    fix = "give a .npz with a uint8 'images' array shaped (N, C, H, W), e.g. np.savez(path, images=x)"
     try:
-        with np.load(path, allow_pickle=False) as data:
-            images = data["images"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"{path} is not a calibration sample (.npz with an 'images' array): {exc}") from None
-    if images.dtype != np.uint8 or images.ndim != 4:
-        raise DataError(f"{path}: 'images' must be uint8 with shape (N, C, H, W), not {images.dtype} {images.shape}")
+        problem = _npz_problem(path) if zipfile.is_zipfile(path) else "not a .npz file (not a zip archive)"
+        if problem is None:
+            with np.load(path, allow_pickle=False) as data:
+                images = data["images"]
+    except Exception as exc:  # noqa: BLE001 - a damaged archive: bad CRC, bad deflate data, a bad .npy header
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        problem = f"not a readable .npz file ({reason})"
+    if problem is not None:
+        raise DataError(f"{path} is not a calibration sample: {problem}; {fix}")
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+        found = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+        raise DataError(f"{path}: 'images' must be uint8 with shape (N, C, H, W), not {found}")
     return images
 
 

@@ -56,7 +56,7 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     """The sidecar as a dict, or None when it is missing or unreadable (which means: rebuild, not a traceback)."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON, [[[[... nested too deep
         return None
     return data if isinstance(data, dict) else None
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..data.datasets import resize_center_crop, to_channels
+from ..data.datasets import MAX_PIXELS, decode_image_file, resize_center_crop, to_channels
 from ..errors import DataError, UsageError, optional_import
 
-MAX_PIXELS = 40_000_000  # 40 MP: larger images are refused before they are decoded
+__all__ = ["MAX_PIXELS", "decode_image", "from_array", "to_pixels"]
 
 
 def _image_module() -> Any:
@@ -28,42 +27,43 @@ def _image_module() -> Any:
 
 
 def decode_image(data: bytes | str | os.PathLike, shape: Sequence[int], *, name: str = "image") -> np.ndarray:
-    """One encoded image (bytes or a file path) as uint8 CHW of the model's ``shape`` (C, H, W)."""
-    image = _image_module()
+    """One encoded image (bytes or a file path) as uint8 CHW of the model's ``shape`` (C, H, W).
+
+    Decoding is ``data.decode_image_file``'s: bounded (``MAX_PIXELS``) and every failure one DataError."""
+    channels, size, _ = _shape(shape)
     source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else Path(data)
+    return to_channels(decode_image_file(source, size, name=name)[None], channels)[0]
+
+
+def _shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    """(C, H, W) of the model's input as integers."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", image.DecompressionBombWarning)
-            with image.open(source) as img:  # reads the header only: the size is known before decoding
-                _check_pixels(img, name)
-                img.load()
-                return _from_pil(img, shape)
-    except FileNotFoundError:
-        raise DataError(f"{name}: no such file") from None
-    except (image.DecompressionBombError, image.DecompressionBombWarning):
-        raise DataError(f"{name}: the image has more than {MAX_PIXELS} pixels; refusing to decode it") from None
-    except image.UnidentifiedImageError:
-        raise DataError(f"{name}: not an image in a format Pillow reads (PNG, JPEG, ...)") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise DataError(f"{name}: not a readable image ({reason})") from None
+        channels, height, width = (int(v) for v in shape)
+    except (TypeError, ValueError):
+        raise UsageError(f"the model's input shape must be (C, H, W), not {shape!r}") from None
+    return channels, height, width
 
 
-def _check_pixels(img: Any, name: str = "the image") -> None:
-    if img.width * img.height > MAX_PIXELS:
-        raise DataError(f"{name}: the image has more than {MAX_PIXELS} pixels; refusing to decode it")
-
-
-def _from_pil(img: Any, shape: Sequence[int]) -> np.ndarray:
-    channels, size = int(shape[0]), int(shape[1])
-    _check_pixels(img)
-    return to_channels(resize_center_crop(img, size)[None], channels)[0]
+def _from_pil(img: Any, shape: Sequence[int], name: str = "the image") -> np.ndarray:
+    channels, size, _ = _shape(shape)
+    try:
+        return to_channels(resize_center_crop(img, size, name=name)[None], channels)[0]
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a PIL image in a mode that cannot become RGB, a lazy image whose
+        # data turns out truncated, ...
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{name}: not a usable image ({reason})") from None
 
 
 def from_array(array: np.ndarray, shape: Sequence[int], name: str) -> np.ndarray:
     """An array in pixel units -> float32 NCHW of ``shape``; other sizes go through PIL like a file would."""
-    channels, height, width = (int(v) for v in shape)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+    channels, height, width = _shape(shape)
+    if (
+        array.dtype == object
+        or array.dtype.kind in "cmM"  # complex, timedelta, datetime
+        or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool)
+    ):
         raise DataError(f"{name}: an array of {array.dtype} is not pixels; give uint8 or float values in 0-255")
     if array.ndim == 2:
         array = array[None, None]
@@ -76,9 +76,12 @@ def from_array(array: np.ndarray, shape: Sequence[int], name: str) -> np.ndarray
             f"{name}: array of shape {list(array.shape)} is not [H,W], [C,H,W], [H,W,C] or [N,C,H,W] "
             "with 1 or 3 channels"
         )
-    array = array.astype(np.float32)
-    if not np.isfinite(array).all():
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise DataError(f"{name}: the array holds NaN or infinite values")
+    with np.errstate(over="ignore"):
+        array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise DataError(f"{name}: the array holds values beyond float32's range; give pixels in 0-255")
     if array.shape[2:] == (height, width):
         if array.shape[1] == 3 and channels == 1:
             array = array.mean(axis=1, keepdims=True)
@@ -90,7 +93,7 @@ def from_array(array: np.ndarray, shape: Sequence[int], name: str) -> np.ndarray
     for one in np.clip(np.round(array), 0, 255).astype(np.uint8):
         mode = "L" if one.shape[0] == 1 else "RGB"
         pil = image.fromarray(one[0] if mode == "L" else one.transpose(1, 2, 0), mode=mode)
-        resized.append(_from_pil(pil, shape))
+        resized.append(_from_pil(pil, shape, name))
     return np.stack(resized).astype(np.float32)
 
 
@@ -115,7 +118,7 @@ def to_pixels(inputs: Any, shape: Sequence[int]) -> tuple[np.ndarray, list[str |
             arrays.append(batch)
             names.extend([None] * len(batch))
         elif hasattr(item, "convert") and hasattr(item, "size"):  # a PIL image
-            arrays.append(_from_pil(item, shape)[None].astype(np.float32))
+            arrays.append(_from_pil(item, shape, f"inputs[{index}]")[None].astype(np.float32))
             names.append(None)
         else:
             raise UsageError(
