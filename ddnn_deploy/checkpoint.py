@@ -146,8 +146,19 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     _check_plain(payload)
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory; give a file name such as {path / 'model.pt'}")
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a Python file: a full disk is an OSError
+            torch.save(payload, f)
+    except (OSError, RuntimeError) as exc:  # torch re-raises a failed write as a RuntimeError in its __exit__
+        cause = exc
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise CheckpointError(
+            f"cannot write {path}: {cause.strerror or cause}; nothing was replaced (free some space, or choose "
+            "another --out)"
+        ) from None
     return path
 
 

@@ -224,3 +224,27 @@ def test_usage_errors_and_devices_are_one_line(tmp_path, tiny_ckpt):
     device = "cuda:7" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
     assert_one_line_error(run("eval", "--ckpt", tiny_ckpt, "--device", device), 2, f"--device {device}")
     assert_one_line_error(run("eval", "--ckpt", tiny_ckpt, "--device", "tpu"), 2, "is not a torch device")
+
+
+def test_a_full_disk_is_one_line_and_replaces_nothing(tmp_path, tiny_ckpt):
+    """RLIMIT_FSIZE makes every write past 150 kB fail (EFBIG), as a full disk would (ENOSPC)."""
+    import subprocess
+    import sys
+
+    limited = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000)); "
+        "sys.argv = ['ddnn-deploy'] + sys.argv[1:]; from ddnn_deploy.cli import main; main()"
+    )
+    out = tmp_path / "r18.pt"
+    out.write_bytes(b"previous")
+    for argv in (
+        ["convert", "--arch", "resnet18", "--out", str(out), "--force"],
+        ["export", "--ckpt", str(tiny_ckpt), "--out", str(tmp_path / "art"), "--no-simplify", "--no-progress"],
+    ):
+        result = subprocess.run([sys.executable, "-c", limited, *argv], capture_output=True, text=True)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1 and "File too large" in lines[0], result.stderr
+    assert out.read_bytes() == b"previous" and not (tmp_path / "art").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -7,6 +7,7 @@ that need it, so ``ddnn-deploy --help`` works without torch.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import click
@@ -45,7 +46,8 @@ class DDNNGroup(click.Group):
             sys.exit(missing.exit_code)
         except OSError as exc:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            hint = "; free some space and run again (nothing was replaced)" if exc.errno == errno.ENOSPC else ""
+            click.echo(f"error: {exc.strerror or exc}{where}{hint}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo(f"interrupted: {_after_interrupt(ctx.invoked_subcommand)}", err=True)
