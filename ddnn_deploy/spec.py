@@ -120,9 +120,15 @@ class ArchSpec:
         for name, value in given.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 1):
                 raise UsageError(f"{name} must be a positive integer, not {value!r}")
+            if value is not None and value > MODEL_LIMITS[name]:
+                raise UsageError(f"{name} {value} is beyond what ddnn-deploy builds (at most {MODEL_LIMITS[name]})")
         channels, size, _ = self.default_input
         defaults = {"num_classes": self.default_classes, "in_channels": channels, "input_size": size, "width": None}
         return {name: defaults[name] if value is None else int(value) for name, value in given.items()}
+
+
+# Far above any real network, far below what would exhaust memory before failing: a typo is an error, not an OOM.
+MODEL_LIMITS = {"num_classes": 1_000_000, "in_channels": 64, "input_size": 8192, "width": 4096}
 
 
 def _cfgs(table: Mapping[int, tuple[int, ...]]) -> dict[int, DepthConfig]:

@@ -95,3 +95,19 @@ def test_a_graph_reading_unlisted_external_data_is_refused(tiny_artifacts, tmp_p
     (folder / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ArtifactsError, match="does not list or hash"):
         read_manifest(folder)
+
+
+def test_graphs_swapped_between_entries_are_refused_even_with_their_hashes_updated(tiny_artifacts, tmp_path):
+    folder = tmp_path / "art"
+    shutil.copytree(tiny_artifacts, folder)
+    data = json.loads((folder / "manifest.json").read_text())
+    d8, d14 = (next(a for a in data["artifacts"] if a["kind"] == "depth" and a["depth"] == d) for d in (8, 14))
+    a, b = folder / d8["path"], folder / d14["path"]
+    a_bytes = a.read_bytes()
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(a_bytes)
+    _rehash(folder, d8)
+    _rehash(folder, d14)
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactsError, match="says ddnn.depth is 14 but the manifest lists it as 8"):
+        read_manifest(folder)

@@ -721,7 +721,10 @@ def test_an_expanded_tensor_claiming_gigabytes_is_refused_before_allocation(chec
     torch.save({**valid, "state_dict": state}, path)  # 64 floats on disk, 256 GB as a weight
     with pytest.raises(CheckpointError, match=r"fc.weight'\] of shape \[1000000000, 64\] is backed by only 256 bytes"):
         load_checkpoint(path)
-    torch.save({**valid, "model": {**valid["model"], "width": 10**6}}, path)  # checked on the meta device
+    torch.save({**valid, "model": {**valid["model"], "width": 10**6}}, path)  # refused before building anything
+    with pytest.raises(CheckpointError, match="width 1000000 is beyond what ddnn-deploy builds"):
+        load_checkpoint(path).build()
+    torch.save({**valid, "model": {**valid["model"], "width": 4096}}, path)  # within limits: meta-device check
     with pytest.raises(CheckpointError, match="checkpoint weights do not fit cifar_resnet20: conv1.weight has shape"):
         load_checkpoint(path).build()
 

@@ -9,6 +9,7 @@ weights inline. This does not rely on onnxruntime's or onnx's own checks.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
@@ -34,14 +35,22 @@ def _tensors(graph: Any) -> Iterator[Any]:
                 yield from _tensors(sub)
 
 
-def external_locations(graph_path: Path) -> set[str]:
-    """The ``location`` of every externally stored tensor in the graph at ``graph_path`` (nothing is loaded
-    from those locations). A file that is not an ONNX graph has none: no runtime will load it either, and its
-    runner reports that in its own row."""
+def _load(graph_path: Path) -> Any:
+    """The graph's protobuf without its external data, or None when the file is not an ONNX graph (no runtime
+    will load it either, and its runner reports that in its own row)."""
     onnx = optional_import("onnx", "checking a graph's external data")
     try:
-        model = onnx.load(str(graph_path), load_external_data=False)
+        return onnx.load(str(graph_path), load_external_data=False)
     except Exception:  # noqa: BLE001 - protobuf's decode errors have no common public base
+        return None
+
+
+def external_locations(graph_path: Path, model: Any = None) -> set[str]:
+    """The ``location`` of every externally stored tensor in the graph at ``graph_path`` (nothing is loaded
+    from those locations)."""
+    onnx = optional_import("onnx", "checking a graph's external data")
+    model = model if model is not None else _load(graph_path)
+    if model is None:
         return set()
     locations = set()
     for tensor in _tensors(model.graph):
@@ -51,9 +60,32 @@ def external_locations(graph_path: Path) -> set[str]:
     return locations
 
 
-def check_external_data(root: Path, graph: str, data: Optional[str], where: str) -> None:
+def check_graph(root: Path, graph: str, data: Optional[str], where: str, expect: dict[str, Any]) -> None:
+    """Refuse a graph whose external data is not exactly the manifest's ``data`` file, or whose own metadata
+    (``ddnn.kind``, ``ddnn.depth``, ``ddnn.checkpoint_sha256``, where the graph has them) contradicts its
+    manifest entry: graphs swapped between entries, with their hashes updated, are caught here."""
+    model = _load(root / graph)
+    if model is None:
+        return
+    metadata = {entry.key: entry.value for entry in model.metadata_props}
+    for key, wanted in expect.items():
+        if key not in metadata:
+            continue
+        try:
+            found = json.loads(metadata[key]) if key == "ddnn.depth" else metadata[key]
+        except ValueError:
+            found = metadata[key]
+        if found != wanted:
+            raise ArtifactsError(
+                f"{where}: {graph} says {key} is {found!r} but the manifest lists it as {wanted!r}: the graph is "
+                "not the one exported for this entry; refusing (re-export)"
+            )
+    check_external_data(root, graph, data, where, model)
+
+
+def check_external_data(root: Path, graph: str, data: Optional[str], where: str, model: Any = None) -> None:
     """Refuse a graph whose external data is not exactly the manifest's ``data`` file of the same folder."""
-    locations = external_locations(root / graph)
+    locations = external_locations(root / graph, model)
     if not locations:
         return
     if data is None:

@@ -225,11 +225,16 @@ def read_manifest(folder: Union[str, Path], *, verify: bool = True) -> Manifest:
                     "recorded for it: the file was changed after export; refusing to use it "
                     "(re-export)"
                 )
-        if verify:  # the graph must read exactly the listed, hashed external data (or none)
-            from .external_data import check_external_data
+        if verify:  # the graph is this entry's (its metadata) and reads exactly the listed external data
+            from .external_data import check_graph
 
             data = artifact.data.path if artifact.data is not None else None
-            check_external_data(root, artifact.path, data, f"{path}: artifacts[{index}]")
+            expect = {
+                "ddnn.kind": artifact.kind,
+                "ddnn.depth": artifact.depth,
+                "ddnn.checkpoint_sha256": manifest.checkpoint.sha256,
+            }
+            check_graph(root, artifact.path, data, f"{path}: artifacts[{index}]", expect)
     return manifest
 
 

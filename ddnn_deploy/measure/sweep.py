@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import __version__
 from ..atomic import atomic_path, remove_stale_temps, sha256_file, temp_name
+from ..checks import number
 from ..children import child_options
 from ..errors import INSTALL_HINTS, MeasurementError, MissingDependencyError, UsageError
 from ..formats.manifest import Manifest, read_manifest
@@ -83,6 +84,8 @@ def resolve_profile(
 
 def _dataset_ref(manifest: Manifest, dataset: str | None, data_dir: str | None, limit: int | None) -> DatasetRef | None:
     """Check the accuracy data here, once, rather than failing in every worker."""
+    if limit is not None:
+        number("--limit", limit, at_least=1, integer=True)
     if dataset is None or dataset == "none":
         return None
     from ..data import load_eval_data
