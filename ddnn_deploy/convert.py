@@ -37,8 +37,8 @@ def convert_weights(
     for name, value in (("out", out), ("weights", weights)):
         if not isinstance(value, (str, os.PathLike)) and not (name == "weights" and value is None):
             raise UsageError(f"{name} must be a file path, not {type(value).__name__} {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise UsageError(f"seed must be an integer, not {type(seed).__name__} {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise UsageError(f"seed must be an integer in 0..2**32-1, not {type(seed).__name__} {seed!r}")
     if os.path.isdir(out):
         raise UsageError(f"--out {out} is a directory; give a file name such as {os.path.join(out, 'model.pt')}")
     if os.path.exists(out) and not force:

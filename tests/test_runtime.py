@@ -169,8 +169,9 @@ def test_policies_from_results_and_results_of_another_model(tiny_artifacts, tmp_
     with pytest.raises(UsageError, match="no int8 graph"):
         DepthRuntime.from_artifacts(tiny_artifacts, precision="int8")
     assert parse_results(_results_for(tiny_artifacts)).rows[0].depth == 8
-    with pytest.raises(UsageError, match="threads must be a positive integer"):
-        DepthRuntime.from_artifacts(tiny_artifacts, threads=0)
+    for threads in (0, 10**20):
+        with pytest.raises(UsageError, match="threads must be an integer in 1..1024"):
+            DepthRuntime.from_artifacts(tiny_artifacts, threads=threads)
     with DepthRuntime.from_artifacts(tiny_artifacts, threads=1, depth=8) as rt:
         assert rt.depth == 8 and rt.predict(np.zeros((28, 28)))[0].depth == 8
 

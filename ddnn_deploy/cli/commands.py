@@ -29,6 +29,18 @@ def _depth_numbers(text: str | None) -> list[int] | None:
         raise UsageError(f"--depths takes depth numbers separated by commas (e.g. 8,20), not {text!r}") from None
 
 
+def _precisions(text: str | None) -> list[str] | None:
+    """``"fp32,int8"`` -> ["fp32", "int8"]; None -> the profile's; an empty value is an error."""
+    if text is None:
+        return None
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        from ..errors import UsageError
+
+        raise UsageError("--precision is empty; give precisions such as fp32,int8, or leave it out")
+    return names
+
+
 def _echo_json(payload: object) -> None:
     click.echo(json.dumps(payload, indent=2))
 
@@ -422,7 +434,7 @@ def bench_command(
         force=force,
         engine_cache=engine_cache,
         progress=not no_progress,
-        precisions=precision.split(",") if precision else None,
+        precisions=_precisions(precision),
         log=_log,
     )
     if as_json:

@@ -32,7 +32,7 @@ class DDNNGroup(click.Group):
             with sigterm_as_interrupt():
                 return super().invoke(ctx)
         except DDNNError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_one_line(str(exc))}", err=True)
             sys.exit(exc.exit_code)
         except click.UsageError as exc:  # click's own four-line usage message, as one line
             where = f"ddnn-deploy {exc.ctx.info_name}" if exc.ctx is not None and exc.ctx.parent else "ddnn-deploy"
@@ -47,11 +47,16 @@ class DDNNGroup(click.Group):
         except OSError as exc:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             hint = "; free some space and run again (nothing was replaced)" if exc.errno == errno.ENOSPC else ""
-            click.echo(f"error: {exc.strerror or exc}{where}{hint}", err=True)
+            click.echo(_one_line(f"error: {exc.strerror or exc}{where}{hint}"), err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo(f"interrupted: {_after_interrupt(ctx.invoked_subcommand)}", err=True)
             sys.exit(EXIT_INTERRUPTED)
+
+
+def _one_line(text: str) -> str:
+    """Control characters (a newline in a file name) never break the one-line error."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _after_interrupt(command: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -65,6 +66,20 @@ def _load(artifacts, device, precision, results_path, depth, stat, use_selector,
     )
 
 
+def _read_npy(path: str):
+    """A .npy input, never unpickled; a damaged or foreign one is one line naming the file."""
+    import numpy as np
+
+    from ..errors import DataError
+
+    if not Path(path).is_file():
+        raise DataError(f"{path} is not a regular file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable .npy array ({' '.join(str(exc).split())[:160]})") from None
+
+
 @click.command("predict")
 @_runtime_options
 @click.option("--top-k", type=int, default=1, show_default=True)
@@ -72,12 +87,11 @@ def _load(artifacts, device, precision, results_path, depth, stat, use_selector,
 @click.argument("images", nargs=-1, required=True)
 def predict_command(images, top_k, as_json, **options) -> None:
     """Predict the class of each IMAGE (PNG/JPEG files, or .npy arrays in pixel units)."""
-    import numpy as np
 
     from .commands import print_table
 
     runtime = _load(**options)
-    inputs = [np.load(path, allow_pickle=False) if str(path).endswith(".npy") else path for path in images]
+    inputs = [_read_npy(path) if str(path).endswith(".npy") else path for path in images]
     predictions = []
     for path, item in zip(images, inputs):
         for prediction in runtime.predict([item], top_k=top_k):

@@ -353,6 +353,13 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
 
     ``kwargs`` go to ``load_image_folder`` (``size``, ``resize``, ``limit``) for ``imagefolder``.
     """
+    data = _load_named(name, split, data_dir, **kwargs)
+    if len(data) == 0:
+        raise DataError(f"the {split} split of {name}{f' in {data_dir}' if data_dir else ''} holds no images")
+    return data
+
+
+def _load_named(name: str, split: str, data_dir: str | Path | None, **kwargs: Any) -> ImageDataset:
     if name == "fashion-mnist":
         return load_fashion_mnist(data_dir, split)
     if name in ("cifar10", "cifar100"):

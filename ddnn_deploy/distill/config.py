@@ -56,19 +56,22 @@ class TrainConfig:
             raise UsageError(f"unknown training mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.dataset not in DATASETS:
             raise UsageError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        for name, least in (("epochs", 0), ("batch_size", 1), ("recal_samples", 1)):  # 0 epochs: recalibrate only
-            number(f"--{name.replace('_', '-')}", getattr(self, name), at_least=least, integer=True)
-        for name in ("train_limit", "test_limit", "threads"):
+        # upper limits far above any real run, so a typo is one line rather than an overflow deep in torch
+        for name, least, most in (("epochs", 0, 100_000), ("batch_size", 1, 1 << 20), ("recal_samples", 1, 1 << 30)):
+            number(f"--{name.replace('_', '-')}", getattr(self, name), at_least=least, at_most=most, integer=True)
+        for name, most in (("train_limit", 1 << 40), ("test_limit", 1 << 40), ("threads", 1024)):
             if getattr(self, name) is not None:
-                number(f"--{name.replace('_', '-')}", getattr(self, name), at_least=1, integer=True)
+                number(f"--{name.replace('_', '-')}", getattr(self, name), at_least=1, at_most=most, integer=True)
         number("--holdout", self.holdout, at_least=0, integer=True)
-        number("--seed", self.seed, integer=True)
+        number("--seed", self.seed, at_least=0, at_most=2**32 - 1, integer=True)
         if self.width is not None:
-            number("--width", self.width, at_least=1, integer=True)
-        for name in ("momentum", "weight_decay", "warmup_epochs", "kl_weight", "at_weight"):
-            number(f"--{name.replace('_', '-')}", getattr(self, name), at_least=0)
-        number("--lr", self.lr, above=0)
-        number("--temperature", self.temperature, above=0)
+            number("--width", self.width, at_least=1, at_most=4096, integer=True)
+        number("--momentum", self.momentum, at_least=0, at_most=1)
+        number("--warmup-epochs", self.warmup_epochs, at_least=0, at_most=100_000)
+        for name in ("weight_decay", "kl_weight", "at_weight"):
+            number(f"--{name.replace('_', '-')}", getattr(self, name), at_least=0, at_most=1e6)
+        number("--lr", self.lr, above=0, at_most=1e3)
+        number("--temperature", self.temperature, above=0, at_most=1e3)
         if isinstance(self.out, os.PathLike):
             self.out = os.fspath(self.out)
         if not isinstance(self.out, str) or not self.out:

@@ -207,6 +207,11 @@ def read_manifest(folder: Union[str, Path], *, verify: bool = True) -> Manifest:
     )
     manifest = parse_manifest(data, where=str(path), fix=_fix(root))
     manifest._root = root
+    classes = manifest.output.shape[-1] if manifest.output.shape else None
+    if manifest.class_names and isinstance(classes, int) and len(manifest.class_names) != classes:
+        raise ArtifactsError(
+            f"{path}: class_names lists {len(manifest.class_names)} names for {classes} outputs; {_fix(root)}"
+        )
     for index, artifact in enumerate(manifest.artifacts):
         for record in artifact.files():
             file = inside(root, record.path)

@@ -148,6 +148,8 @@ def _load_toml(path: Path) -> Dict[str, Any]:
         import tomllib  # Python 3.11+
     except ImportError:
         tomllib = optional_import("tomli", "reading profiles on Python < 3.11")  # type: ignore[assignment]
+    if path.exists() and not path.is_file():
+        raise ProfileError(f"profiles file {path} is not a regular file")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)

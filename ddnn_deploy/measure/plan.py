@@ -89,6 +89,8 @@ def accuracy_batch(profile: DeviceProfile) -> int:
 def _select(manifest: Manifest, depths: Optional[Sequence[int]], include_selector: bool) -> List[Artifact]:
     kinds = ("depth", "selector") if include_selector else ("depth",)
     chosen = [a for a in manifest.artifacts if a.kind in kinds]
+    if include_selector and not any(a.kind == "selector" for a in chosen):
+        raise UsageError(f"{manifest.root} has no selector graph; export with --selector, or drop --selector")
     if depths:
         known = manifest.depth_numbers()
         missing = sorted(set(depths) - set(known))

@@ -172,11 +172,20 @@ def check_results_target(path: Path, manifest: Manifest, *, force: bool) -> None
                 f"--results {path} would overwrite {target.name}, a file of the export folder {manifest.root}; "
                 "write the results elsewhere"
             )
-    if path.exists() and not force and not _is_results_file(path):
+    if force:
+        return
+    if path.exists() and not _is_results_file(path):
         raise UsageError(
             f"--results {path} exists and is not a ddnn-deploy results file; choose another path, "
             "or pass --force to replace it"
         )
+    if not path.exists():  # a .csv/.png already there belongs to someone else: no results file beside it
+        for companion in (path.with_suffix(".csv"), path.with_suffix(".png")):
+            if companion.exists():
+                raise UsageError(
+                    f"--results {path} would replace {companion}, which no earlier results wrote; choose another "
+                    "path, or pass --force to replace it"
+                )
 
 
 def _is_results_file(path: Path) -> bool:

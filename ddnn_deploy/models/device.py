@@ -9,8 +9,10 @@ from ..errors import UsageError
 
 def torch_device(name: str | torch.device | None, *, option: str = "--device") -> torch.device:
     """``name`` as a ``torch.device`` this torch can use; None picks CUDA when there is one, else the CPU."""
-    if name is None or name == "":
+    if name is None:
         return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if isinstance(name, str) and not name.strip():
+        raise UsageError(f"{option} is empty; name a torch device (cpu, cuda, cuda:1, mps, ...)")
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError, ValueError):

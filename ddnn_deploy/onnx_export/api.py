@@ -185,9 +185,9 @@ def _check_arguments(*, ckpt: Any, out: Any, log: Any, exporter: Any, depths: An
         if not isinstance(value, kinds[name]) or (is_bool and bool not in kinds[name]):
             expected = " or ".join("None" if k is type(None) else k.__name__ for k in kinds[name])
             raise UsageError(f"{name} must be {expected}, not {type(value).__name__}")
-    for name in ("batch", "input_size"):
+    for name, most in (("batch", 65536), ("input_size", 8192)):
         if values[name] is not None:
-            number(f"--{name.replace('_', '-')}", values[name], at_least=1, integer=True)
+            number(f"--{name.replace('_', '-')}", values[name], at_least=1, at_most=most, integer=True)
     number("real_samples", values["real_samples"], at_least=0, integer=True)
     number("--tolerance", values["tolerance"], above=0)
     number("fp16_tolerance", values["fp16_tolerance"], above=0)

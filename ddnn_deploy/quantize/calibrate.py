@@ -10,11 +10,12 @@ reach inside ``If`` branches.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 from ..atomic import make_readable, remove_stale_temps, sha256_file, temp_name, writer_lock
 from ..checks import number
 from ..data import ImageDataset, Preprocess, load_dataset
-from ..errors import AccuracyDropError, DataError, DDNNError, UsageError, optional_import
+from ..errors import AccuracyDropError, ArtifactsError, DataError, DDNNError, UsageError, optional_import
 from ..formats.manifest import Artifact, Manifest, read_manifest, write_manifest
 from ..progress import Log, progress_bar
 from ..runners.accuracy import runner_accuracy
@@ -45,12 +46,32 @@ class CalibrationData:
     held_out: ImageDataset | None  # test images for the accuracy guard
 
 
+@contextlib.contextmanager
+def _temporary_files_in(folder: Path) -> Iterator[None]:
+    """``tempfile``'s default folder is ``folder`` inside the block (onnxruntime's quantizer makes its own
+    temporary folders there), so a killed calibration leaves them inside its work folder, which the next run
+    removes."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+
+
 def _quantize(src: Path, dst: Path, reader: FeedReader, config: QuantConfig, work: Path) -> None:
     quantization = optional_import("onnxruntime.quantization", "INT8 calibration")
     shape_inference = optional_import("onnxruntime.quantization.shape_inference")
     prepared = work / f"{src.stem}.pre.onnx"
-    shape_inference.quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-    quantization.quantize_static(str(prepared), str(dst), reader, **config.quantize_static_kwargs())
+    try:
+        with _temporary_files_in(work):  # onnxruntime's own temporary folders die with ours (a killed run)
+            shape_inference.quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+            quantization.quantize_static(str(prepared), str(dst), reader, **config.quantize_static_kwargs())
+    except (DDNNError, KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnx/onnxruntime/protobuf errors share no public base class
+        detail = " ".join(str(exc).split())[:200]
+        raise ArtifactsError(f"cannot quantize {src.name}: {type(exc).__name__}: {detail}; re-export it") from None
     prepared.unlink(missing_ok=True)
     if config.target == "tensorrt":
         problems = tensorrt_qdq_problems(optional_import("onnx").load(str(dst)))

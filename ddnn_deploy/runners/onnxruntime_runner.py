@@ -7,10 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError, UsageError, optional_import
+from ..errors import ArtifactsError, MissingDependencyError, UsageError, optional_import
 from .base import Runner
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())  # onnxruntime's messages span lines
+    return text[:300] + ("..." if len(text) > 300 else "")
 
 
 def import_onnxruntime():
@@ -51,7 +56,12 @@ class OrtRunner(Runner):
             "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }[self.graph_optimization]
         providers = [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors share no public base class
+            raise ArtifactsError(
+                f"onnxruntime cannot load {self.path.name}: {_first_line(exc)}; re-export the folder"
+            ) from None
         active = self.session.get_providers()
         if wanted not in active:  # onnxruntime falls back to the CPU with only a log line: refuse that here
             raise MissingDependencyError(
@@ -64,7 +74,10 @@ class OrtRunner(Runner):
         self.session = None
 
     def _infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(self.output_names, feed)
+        try:
+            return self.session.run(self.output_names, feed)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors share no public base class
+            raise ArtifactsError(f"onnxruntime failed running {self.path.name}: {_first_line(exc)}") from None
 
     def info(self) -> dict[str, Any]:
         ort = import_onnxruntime()

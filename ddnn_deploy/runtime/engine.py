@@ -121,8 +121,8 @@ class DepthRuntime:
         manifest = read_manifest(artifacts_dir)
         profile = get_profile(device)
         if threads is not None:
-            if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-                raise UsageError(f"threads must be a positive integer, not {threads!r}")
+            if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+                raise UsageError(f"threads must be an integer in 1..1024, not {threads!r}")
             profile = profile.model_copy(update={"threads": threads})
         bench = _load_results(results, manifest)
         runners = _runners(manifest, profile, precision, use_selector)

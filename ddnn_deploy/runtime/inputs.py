@@ -108,6 +108,8 @@ def to_pixels(inputs: Any, shape: Sequence[int]) -> tuple[np.ndarray, list[str |
     arrays, names = [], []
     for index, item in enumerate(items):
         if isinstance(item, (str, os.PathLike)):
+            if os.path.exists(item) and not os.path.isfile(item):  # a FIFO or a device would block or never end
+                raise DataError(f"{item} is not a regular file")
             arrays.append(decode_image(item, shape, name=str(item))[None].astype(np.float32))
             names.append(str(item))
         elif isinstance(item, (bytes, bytearray)):
