@@ -33,18 +33,21 @@ def make_readable(path: Path, directory: bool = False) -> None:
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it onto ``target`` on success only."""
+    """Yield a temporary path in the target's folder; rename it onto ``target`` on success only. The temporary
+    name carries this process's id (``.NAME.tmp-PID-xxxx``): if the process is killed, ``remove_stale_temps``
+    can tell it is an orphan."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_name(target.name, "tmp"), dir=target.parent)
+        tmp_path = Path(tmp)
+        os.close(fd)
         yield tmp_path
         make_readable(tmp_path)
         os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 

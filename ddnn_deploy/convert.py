@@ -51,6 +51,13 @@ def convert_weights(
 
     state = load_state_dict_file(weights) if weights is not None else None
     if state is not None:
+        broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if broken:
+            raise CheckpointError(
+                f"{weights}: {broken[0]} holds NaN or infinite values ({len(broken)} tensor(s) do); "
+                "these weights cannot make a working network"
+            )
+    if state is not None:
         num_classes, in_channels = _shape_from_weights(state, num_classes, in_channels, where=str(weights))
     model_kwargs = spec.model_kwargs(
         num_classes=num_classes, in_channels=in_channels, input_size=input_size, width=width

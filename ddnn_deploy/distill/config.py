@@ -72,6 +72,10 @@ class TrainConfig:
             number(f"--{name.replace('_', '-')}", getattr(self, name), at_least=0, at_most=1e6)
         number("--lr", self.lr, above=0, at_most=1e3)
         number("--temperature", self.temperature, above=0, at_most=1e3)
+        for name in ("init", "data_dir", "device"):  # an unset shell variable must not mean "the default"
+            value = getattr(self, name)
+            if isinstance(value, str) and not value.strip():
+                raise UsageError(f"--{name.replace('_', '-')} is empty; give a value or leave the option out")
         if isinstance(self.out, os.PathLike):
             self.out = os.fspath(self.out)
         if not isinstance(self.out, str) or not self.out:

@@ -22,6 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from .. import __version__
+from ..atomic import remove_stale_temps
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..data import ImageDataset, load_dataset
 from ..errors import CheckpointError, DataError, TrainingError, UsageError
@@ -238,6 +239,7 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
     run = _setup(config, mode_label)
     if run.rank == 0:
         _check_output(run.out)
+        remove_stale_temps(run.out.parent, run.out.name)  # what a killed run left beside the checkpoint
     if config.resume:
         _resume(run, log)
     normalize = Normalizer(run.train_set, run.device)
