@@ -129,6 +129,12 @@ def _train_individual(config: TrainConfig, *, log: Callable[[str], None]) -> Che
     spec = arch_spec(config.arch)
     out = Path(config.out)
     last = None
+    targets = [out.with_name(f"{out.stem}-d{spec.depth_of(d)}{out.suffix}") for d in parse_depths(spec, config.depths)]
+    if config.resume and not any(t.exists() for t in targets):
+        raise CheckpointError(
+            f"--resume: no per-depth checkpoint of an individual run exists yet ({targets[0].name}, ...); "
+            "drop --resume to start afresh"
+        )
     for depth in parse_depths(spec, config.depths):
         target = out.with_name(f"{out.stem}-d{spec.depth_of(depth)}{out.suffix}")
         resume = False

@@ -78,6 +78,11 @@ def from_array(array: np.ndarray, shape: Sequence[int], name: str) -> np.ndarray
         )
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise DataError(f"{name}: the array holds NaN or infinite values")
+    if np.issubdtype(array.dtype, np.integer) and (array.min() < 0 or array.max() > 255):
+        raise DataError(
+            f"{name}: integer pixels must lie in 0-255, not {array.min()}..{array.max()}; give pixels in the "
+            "dataset's units (uint8 images)"
+        )
     with np.errstate(over="ignore"):
         array = array.astype(np.float32)
     if not np.isfinite(array).all():
