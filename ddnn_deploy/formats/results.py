@@ -194,9 +194,14 @@ def write_results(results: Union[BenchResults, Dict[str, Any]], path: Union[str,
             error=ResultsError,
             fix="this is a bug in ddnn-deploy",
         )
-    write_text_atomic(path, json.dumps(results.to_json_dict(), indent=1) + "\n")
+    write_text_atomic(path, to_json_text(results))
     write_text_atomic(path.with_suffix(".csv"), to_csv(results.rows))
     return path
+
+
+def to_json_text(results: BenchResults) -> str:
+    """The text of ``results.json``."""
+    return json.dumps(results.to_json_dict(), indent=1) + "\n"
 
 
 def parse_results(data: Any, *, where: str = "results.json") -> BenchResults:

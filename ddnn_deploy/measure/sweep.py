@@ -26,7 +26,7 @@ from ..errors import INSTALL_HINTS, MeasurementError, MissingDependencyError, Us
 from ..formats.manifest import Manifest, read_manifest
 from ..formats.profiles import PRECISIONS, DeviceProfile, TimingSettings, get_profile
 from ..formats.results import FORMAT as RESULTS_FORMAT
-from ..formats.results import BenchResults, ResultRow, to_csv
+from ..formats.results import BenchResults, ResultRow, to_csv, to_json_text
 from ..progress import Log, progress_bar
 from .environment import capture, warnings_for
 from .plan import DatasetRef, Job, plan_jobs
@@ -153,9 +153,7 @@ def _own_files(manifest: Manifest) -> set[Path]:
     root = manifest.root.resolve()
     own = {root / "manifest.json"}
     for artifact in manifest.artifacts:
-        own.add((root / artifact.path).resolve())
-        if artifact.data is not None:
-            own.add((root / artifact.data.path).resolve())
+        own.update((root / record.path).resolve() for record in artifact.files())
     return own
 
 
@@ -218,7 +216,7 @@ def write_outputs(results: BenchResults, path: Path, *, plot: bool) -> None:
     renamed into place (the JSON last), so a full disk or a kill never leaves a new JSON beside an old plot."""
     png = path.with_suffix(".png")
     with atomic_path(path) as json_tmp, atomic_path(path.with_suffix(".csv")) as csv_tmp:  # renamed csv, json
-        json_tmp.write_text(json.dumps(results.to_json_dict(), indent=1) + "\n")
+        json_tmp.write_text(to_json_text(results))
         csv_tmp.write_text(to_csv(results.rows))
         drawn = None
         if plot:

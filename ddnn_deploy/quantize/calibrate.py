@@ -261,7 +261,7 @@ def calibrate(
     if eval_samples is not None:
         number("--eval-samples", eval_samples, at_least=0, integer=True)
     say = log or (lambda message: None)
-    read_manifest(artifacts)  # a folder that is not an export fails here, before the lock is taken
+    read_manifest(artifacts, verify=False)  # not an export folder: fail before a lock is made beside it
     with writer_lock(artifacts, f"the export folder {artifacts}"):
         remove_stale_temps(artifacts)  # what a killed calibrate left behind
         return _calibrate_locked(
