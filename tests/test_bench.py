@@ -1,5 +1,6 @@
 """bench and pick on real exported graphs with the real onnxruntime, in child processes."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -57,7 +58,7 @@ def test_profiles_builtin_toml_and_errors(tmp_path, profiles):
     assert {"x86-cpu", "cuda", "jetson"} <= set(load_profiles())
     quick = get_profile("quick", profiles)
     assert quick.backend == "onnxruntime" and quick.batch_sizes == (1, 2) and quick.threads == 1
-    with pytest.raises(UsageError, match="known profiles: cuda, jetson, x86-cpu"):
+    with pytest.raises(UsageError, match="known profiles: cuda, jetson, torch-cuda, x86-cpu"):
         get_profile("nano")
     bad = tmp_path / "bad.toml"
     bad.write_text("[profiles.x\nthreads = 1")
@@ -322,6 +323,20 @@ def test_a_gpu_provider_this_onnxruntime_lacks_stops_before_the_sweep(artifacts,
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 5 and len(lines) == 1 and "CUDAExecutionProvider" in lines[0], result.output
     assert "onnxruntime-gpu" in lines[0] and not results.exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+def test_torch_cuda_without_a_gpu_stops_before_the_sweep(artifacts, tiny_ckpt, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    results = tmp_path / "torch-cuda.json"
+    args = ["bench", "--artifacts", str(artifacts), "--device", "torch-cuda", "--ckpt", str(tiny_ckpt)]
+    result = cli_runner().invoke(cli, [*args, "--results", str(results), "--no-progress"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 5 and len(lines) == 1 and "sees no CUDA GPU" in lines[0], result.output
+    assert not results.exists()
 
 
 def test_a_silent_cpu_fallback_of_onnxruntime_is_refused(artifacts, monkeypatch):

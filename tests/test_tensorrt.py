@@ -44,6 +44,7 @@ def test_sidecar_is_checked_field_by_field():
         ("onnx_sha256", "cd"),
         ("gpu", "Xavier"),
         ("max_batch", 8),
+        ("batch_sizes", [1, 8]),
     ):
         reason = trt_runner.sidecar_mismatch({**expected, key: value}, expected)
         assert reason is not None and key in reason
@@ -88,6 +89,8 @@ def test_a_corrupt_sidecar_means_rebuild_not_a_traceback(tmp_path):
 def test_engine_cache_paths(tmp_path):
     engine, sidecar = trt_runner.engine_paths(tmp_path, tmp_path / "cifar_resnet20-d8.onnx", "fp16", 4)
     assert engine.name == "cifar_resnet20-d8.fp16.b4.engine" and sidecar.name == engine.name + ".json"
+    engine, _ = trt_runner.engine_paths(tmp_path, tmp_path / "d8.onnx", "fp32", 8, batch_sizes=[8, 1])
+    assert engine.name == "d8.fp32.b1-8.engine"  # one engine per set of profiles
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
@@ -123,19 +126,77 @@ def test_engine_builds_caches_and_matches_onnxruntime(tiny_ckpt, tmp_path):  # p
         assert not runner.built  # the cached engine's sidecar matched
 
 
+def _bound_runner(tmp_path, batch_sizes, accepts):
+    """A TrtRunner past activation, with TensorRT's context and engine replaced by recorders."""
+    runner = trt_runner.TrtRunner(tmp_path / "d8.onnx", precision="fp16", batch_sizes=batch_sizes)
+    calls = []
+    runner.context = SimpleNamespace(
+        set_input_shape=lambda name, shape: calls.append(("shape", shape)) or accepts,
+        set_optimization_profile_async=lambda index, stream: calls.append(("profile", index)) or True,
+    )
+    runner.engine = SimpleNamespace(
+        num_optimization_profiles=len(batch_sizes), get_tensor_dtype=lambda name: SimpleNamespace(name="FLOAT")
+    )
+    runner.buffers = SimpleNamespace(stream_handle=0)
+    runner.inputs, runner.active, runner._profile = ["input"], True, 0
+    return runner, calls
+
+
 def test_an_input_outside_the_engine_profile_is_refused_not_run(tmp_path):
     import numpy as np
 
     from ddnn_deploy.errors import DDNNError
 
-    runner = trt_runner.TrtRunner(tmp_path / "d8.onnx", precision="fp16", max_batch=1)
-    calls = []
-    # set_input_shape returns False outside the optimisation profile (TensorRT 8.5-11); nothing may run after it
-    runner.context = SimpleNamespace(set_input_shape=lambda name, shape: calls.append(shape) or len(calls) > 5)
-    runner.inputs, runner.active = ["input"], True
-    with pytest.raises(DDNNError, match=r"shape \[256, 1, 28, 28\] is outside the engine's profile \(batch 1-1\)"):
+    # larger than every profile: refused before TensorRT is asked anything
+    runner, calls = _bound_runner(tmp_path, [1], accepts=True)
+    with pytest.raises(DDNNError, match=r"a batch of 256 is outside the engine's profiles \(batch 1-1\)"):
         runner.infer({"input": np.zeros((256, 1, 28, 28), np.float32)})
-    assert calls == [(256, 1, 28, 28)]
+    assert calls == []
+    # inside a profile, but TensorRT says no (set_input_shape returns False, TensorRT 8.5-11): nothing runs after it
+    runner, calls = _bound_runner(tmp_path, [1, 8], accepts=False)
+    with pytest.raises(DDNNError, match=r"shape \[8, 1, 28, 28\] is outside the engine's profile \(batch 1-8\)"):
+        runner.infer({"input": np.zeros((8, 1, 28, 28), np.float32)})
+    assert calls == [("profile", 1), ("shape", (8, 1, 28, 28))]  # batch 8 runs in its own profile (opt = 8)
+
+
+def test_each_timed_batch_size_gets_its_own_profile():
+    assert trt_runner.optimization_profiles([8, 1, 8, 32]) == [(1, 1, 1), (1, 8, 8), (1, 32, 32)]
+    assert [trt_runner.profile_for(b, [1, 8, 32]) for b in (1, 8, 32, 5, 20)] == [0, 1, 2, 1, 2]
+    assert trt_runner.profile_for(33, [1, 8, 32]) is None
+
+
+def test_tensorrt_dtypes_map_to_numpy_without_trt_nptype():
+    import numpy as np
+
+    from ddnn_deploy.errors import DDNNError
+
+    # the members as the bindings name them (DataType.HALF.name == "HALF"); str() gives "DataType.HALF"
+    assert trt_runner.numpy_dtype(SimpleNamespace(name="HALF")) == np.float16
+    assert trt_runner.numpy_dtype(SimpleNamespace(name="BOOL")) == np.bool_  # not np.bool (gone in numpy 1.24)
+    assert trt_runner.numpy_dtype("DataType.INT64") == np.int64
+    with pytest.raises(DDNNError, match="BF16 has no numpy equivalent"):
+        trt_runner.numpy_dtype(SimpleNamespace(name="BF16"))
+
+
+def test_fp32_rows_clear_tf32_and_fp16_rows_set_fp16():
+    flags = SimpleNamespace(TF32="TF32", FP16="FP16", INT8="INT8")
+
+    def build(version, precision, graph="fp32"):
+        calls = []
+        config = SimpleNamespace(
+            set_flag=lambda f: calls.append(("set", f)), clear_flag=lambda f: calls.append(("clear", f))
+        )
+        trt_runner.set_precision_flags(
+            SimpleNamespace(__version__=version, BuilderFlag=flags), config, precision, graph
+        )
+        return calls
+
+    assert build("10.3.0", "fp32") == [("clear", "TF32")]
+    assert build("10.3.0", "fp16") == [("set", "FP16")]
+    assert build("8.6.1", "int8") == [("set", "INT8")]
+    assert build("11.0.0", "fp16", graph="fp16") == []  # strongly typed: precision from the graph
+    with pytest.raises(Exception, match="export with --fp16"):
+        build("11.0.0", "fp16")
 
 
 def test_an_old_driver_is_one_line_that_says_what_to_install():

@@ -42,8 +42,15 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
+def _launched_by_torchrun() -> bool:
+    """torchrun (and torch.distributed.run) set these for every process, one process included."""
+    return all(key in os.environ for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
+
+
 def _init_distributed(device: torch.device) -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+    # under torchrun even one process joins a process group and trains through DDP: a one-GPU run then takes the
+    # same path (NCCL, DDP's gradient hooks) as a many-GPU one
+    if _launched_by_torchrun() and not dist.is_initialized():
         import datetime
 
         if device.type == "cuda":
@@ -56,7 +63,10 @@ def _init_distributed(device: torch.device) -> None:
 
 def _pick_device(name: str | None) -> torch.device:
     if name:
-        return torch_device(name)
+        device = torch_device(name)
+        if device.type == "cuda" and device.index is None:  # "cuda": this process's GPU (its rank's under torchrun)
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
@@ -119,9 +129,13 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = print) -> 
         raise UsageError(f"unknown training mode {config.mode!r}; choose one of {', '.join(MODES)}")
     say = log or (lambda message: None)
     _check_targets(config)
-    if config.mode == "individual":
-        return _train_individual(config, log=say)
-    return _train_ddnn(config, log=say)
+    try:
+        if config.mode == "individual":
+            return _train_individual(config, log=say)
+        return _train_ddnn(config, log=say)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()  # NCCL leaks its communicators otherwise (and warns at exit)
 
 
 def _train_individual(config: TrainConfig, *, log: Callable[[str], None]) -> Checkpoint:
@@ -244,6 +258,10 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
     recalibrate BN per depth and write the final checkpoint."""
     run = _setup(config, mode_label)
     if run.rank == 0:
+        where = f"training on {run.device}, AMP {'on (fp16)' if run.use_amp else 'off'}"
+        if dist.is_available() and dist.is_initialized():
+            where += f", DDP with {run.world} process(es) over {dist.get_backend()}"
+        log(where)
         _check_output(run.out)
         remove_stale_temps(run.out.parent, run.out.name)  # what a killed run left beside the checkpoint
     if config.resume:
@@ -313,7 +331,7 @@ def _setup(config: TrainConfig, mode_label: str | None) -> _Run:
         temperature=config.temperature,
     )
     wrapped: torch.nn.Module = task
-    if world > 1:
+    if dist.is_available() and dist.is_initialized():
         # Blocks deeper than every trained depth get no gradient; DDP must be told.
         covers_all = all(max(c.blocks[i] for c in depths) == n for i, n in enumerate(spec.full.blocks))
         wrapped = torch.nn.parallel.DistributedDataParallel(

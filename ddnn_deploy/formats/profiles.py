@@ -1,9 +1,9 @@
 """Device profiles: back-end, precision, threads, batch sizes and timing settings for a target.
 
-Built in: ``x86-cpu`` (onnxruntime CPU, all cores), ``cuda`` (onnxruntime CUDA EP) and ``jetson``
-(TensorRT FP16). In Python a profile is a ``DeviceProfile`` object (``get_profile("x86-cpu")`` or
-``DeviceProfile(name=..., ...)``, ``profile.model_copy(update={...})``); on the command line users add
-or override profiles in a TOML file::
+Built in: ``x86-cpu`` (onnxruntime CPU, all cores), ``cuda`` (onnxruntime CUDA EP), ``jetson``
+(TensorRT FP16) and ``torch-cuda`` (the checkpoint in PyTorch on a CUDA GPU). In Python a profile is a
+``DeviceProfile`` object (``get_profile("x86-cpu")`` or ``DeviceProfile(name=..., ...)``,
+``profile.model_copy(update={...})``); on the command line users add or override profiles in a TOML file::
 
     [profiles.orin-nx]
     extends = "jetson"          # optional: start from another profile
@@ -138,6 +138,15 @@ BUILTIN_PROFILES: Dict[str, DeviceProfile] = {
             min_iters=200,
             min_seconds=3.0,
             description="TensorRT FP16 engines built on the device",
+        ),
+        DeviceProfile(
+            name="torch-cuda",
+            backend="torch",
+            provider="cuda",
+            precisions=("fp32", "fp16"),
+            batch_sizes=(1, 32),
+            warmup_iters=50,
+            description="the PyTorch reference from --ckpt on a CUDA GPU (FP32 without TF32, and FP16)",
         ),
     )
 }

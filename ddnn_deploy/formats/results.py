@@ -91,6 +91,9 @@ class ResultRow(Schema):
     status: Literal["ok", "error", "skipped"]
     error: Optional[str] = None
     latency_ms: Optional[LatencyStats] = None
+    # GPU rows: the device's own time per call (CUDA events, or onnxruntime with inputs already on the device),
+    # beside latency_ms, which is end to end with the host copies (what an application sees)
+    gpu_compute_ms: Optional[LatencyStats] = None
     throughput: Optional[float] = None
     accuracy: Optional[Accuracy] = None
     memory_mb: Optional[Dict[str, Optional[float]]] = None

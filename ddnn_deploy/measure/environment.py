@@ -18,14 +18,16 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _run(cmd: list[str], timeout: float = 5.0) -> str | None:
+def _run(cmd: list[str], timeout: float = 5.0, any_exit_code: bool = False) -> str | None:
+    """stdout of a small tool, None when it is missing, fails to start, times out or (unless ``any_exit_code``)
+    exits non-zero. Never prompts: stdin is closed."""
     if shutil.which(cmd[0]) is None:
         return None
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip() if result.returncode == 0 else None
+    return result.stdout.strip() if result.returncode == 0 or any_exit_code else None
 
 
 def cpu_model() -> str:
@@ -49,7 +51,9 @@ def jetson_state() -> dict[str, Any] | None:
     # without either the clock state is unknown (None), never guessed
     show = ["jetson_clocks", "--show"] if os.geteuid() == 0 else ["sudo", "-n", "jetson_clocks", "--show"]
     clocks = _run(show)
-    power = parse_nvpmodel(_run(["nvpmodel", "-q"]))
+    # without root `nvpmodel -q` still prints the mode, then NVPM ERROR lines about files it may not read (Nano,
+    # L4T 32): read what it printed, whatever its exit code
+    power = parse_nvpmodel(_run(["nvpmodel", "-q"], any_exit_code=True))
     state = parse_jetson_clocks(clocks)
     return {
         "model": (model or "").rstrip("\x00"),
@@ -63,41 +67,69 @@ def jetson_state() -> dict[str, Any] | None:
 
 
 def parse_nvpmodel(text: str | None) -> dict[str, Any]:
-    """``nvpmodel -q``: 'NV Power Mode: MAXN' then the mode's id on the next line."""
+    """``nvpmodel -q``: 'NV Power Mode: MAXN' then the mode's id on the next line. Other lines come and go with the
+    release ('NV Fan Mode:quiet' first on Xavier, 'NVPM WARN ...' / 'NVPM ERROR ...' lines, no id line at all on
+    some L4T 32 boards): they are skipped, a missing id is None."""
     if not text:
         return {}
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if "Power Mode:" in line), None)
-    ids = [line.strip() for line in text.splitlines() if line.strip().isdigit()]
-    return {"name": name, "id": int(ids[-1]) if ids else None}
+    lines = [line.strip() for line in text.splitlines()]
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("NV Power Mode:")), None)
+    ids = [line for line in lines if line.isdigit()]
+    return {"name": name or None, "id": int(ids[-1]) if ids else None}
 
 
 def _freqs(line: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in line.split() if "=" in part)
 
 
+def _mhz(value: str | None, per_mhz: int) -> int | None:
+    return int(value) // per_mhz if value is not None and value.isdigit() else None
+
+
+def _emc_locked(values: dict[str, str]) -> bool | None:
+    """L4T 32-36 print ``FreqOverride``: 1 once ``jetson_clocks`` pinned the memory clock, although MinFreq stays
+    below MaxFreq. L4T 39 (JetPack 7) prints no FreqOverride; there ``jetson_clocks`` raises MinFreq to MaxFreq."""
+    override = values.get("FreqOverride")
+    if override == "1":
+        return True
+    low, high = values.get("MinFreq"), values.get("MaxFreq")
+    if low is not None and high is not None:
+        return low == high
+    return False if override == "0" else None
+
+
 def parse_jetson_clocks(text: str | None) -> dict[str, Any]:
-    """``jetson_clocks --show`` -> which clocks are pinned. CPUs (online ones) and the GPU are locked when
-    MinFreq == MaxFreq; the memory clock (EMC) keeps MinFreq < MaxFreq even after ``jetson_clocks``, and is
-    locked when ``FreqOverride=1``. ``locked`` is None when the output is missing (no root: unknown)."""
+    """``jetson_clocks --show`` -> which clocks are pinned. Online CPUs and the GPU are locked when MinFreq ==
+    MaxFreq (CurrentFreq is not compared: on Xavier and Orin cpufreq estimates it from counters, so cores of one
+    cluster read different values at one clock); the memory clock as :func:`_emc_locked` says. A CPU is offline
+    only when it says ``Online=0`` (L4T 39 prints no Online field). ``locked`` is None when the output is missing
+    (no root: unknown), or when no line was understood."""
     if not text:
         return {"locked": None}
-    cpus, gpu, emc, mode = [], None, None, None
+    cpus, gpu, emc, mode, gpu_mhz, emc_mhz = [], None, None, None, None, None
     for raw in text.splitlines():
         line = raw.strip()
         if line.startswith("cpu") and "MinFreq=" in line:
             values = _freqs(line)
-            if values.get("Online", "1") == "1":
+            if values.get("Online") != "0":
                 cpus.append(values.get("MinFreq") == values.get("MaxFreq"))
         elif line.startswith("GPU MinFreq="):
             values = _freqs(line)
-            gpu = values.get("MinFreq") == values.get("MaxFreq")
+            gpu, gpu_mhz = values.get("MinFreq") == values.get("MaxFreq"), _mhz(values.get("CurrentFreq"), 10**6)
         elif line.startswith("EMC MinFreq="):
-            emc = _freqs(line).get("FreqOverride") == "1"
+            values = _freqs(line)
+            emc, emc_mhz = _emc_locked(values), _mhz(values.get("CurrentFreq"), 10**6)
         elif line.startswith("NV Power Mode:"):
-            mode = line.split(":", 1)[1].strip()
+            mode = line.split(":", 1)[1].strip() or None
     parts = {"cpu_locked": all(cpus) if cpus else None, "gpu_locked": gpu, "emc_locked": emc}
     known = [v for v in parts.values() if v is not None]
-    return {**parts, "power_mode": mode, "locked": all(known) if known else None}
+    return {
+        **parts,
+        "gpu_mhz": gpu_mhz,
+        "emc_mhz": emc_mhz,
+        "power_mode": mode,
+        "locked": all(known) if known else None,
+    }
 
 
 def gpus() -> list[dict[str, str]]:

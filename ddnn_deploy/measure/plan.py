@@ -71,6 +71,8 @@ def graph_for(artifact: Artifact, precision: str, profile: DeviceProfile, chosen
         # else the FP32 graph with TensorRT's FP16 builder flag (TensorRT 8.5-10)
         has_fp16 = any(a.precision == "fp16" for a in same_depth)
         return artifact.precision == ("fp16" if precision == "fp16" and has_fp16 else "fp32")
+    if profile.backend == "torch":  # the checkpoint runs in every precision; one row per FP32 graph's depth
+        return artifact.precision == "fp32"
     if artifact.precision != precision:
         return False
     if precision == "int8" and artifact.target == "tensorrt":

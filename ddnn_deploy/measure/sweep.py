@@ -48,6 +48,12 @@ def check_backend(profile: DeviceProfile) -> None:
         raise MissingDependencyError(f"device profile '{profile.name}' needs onnx: {INSTALL_HINTS['onnx'][1]}")
     if profile.backend == "onnxruntime" and profile.provider != "cpu":
         check_provider(profile)
+    if profile.backend == "torch" and profile.provider != "cpu":
+        if profile.provider != "cuda":
+            raise UsageError(f"device profile '{profile.name}': the torch back-end runs on provider cpu or cuda")
+        from ..runners.torch_runner import check_torch_device
+
+        check_torch_device("cuda")
 
 
 def check_provider(profile: DeviceProfile) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from ..runners.accuracy import runner_accuracy
 from ..runners.factory import graph_runner
 from .plan import Job
-from .timing import measure
+from .timing import latency_stats, measure
 
 
 def _status_mb(field: str) -> float:
@@ -41,7 +41,8 @@ def make_runner(job: Job):
     if job.backend == "torch":
         from ..runners.torch_runner import TorchRunner
 
-        return TorchRunner(job.checkpoint, job.depth, threads=job.threads)
+        device = "cuda" if job.provider == "cuda" else "cpu"
+        return TorchRunner(job.checkpoint, job.depth, threads=job.threads, device=device, precision=job.precision)
     return graph_runner(
         job.backend,
         job.file,
@@ -50,6 +51,7 @@ def make_runner(job: Job):
         threads=job.threads,
         onnx_sha256=job.sha256,
         max_batch=max(job.batch_sizes),
+        batch_sizes=job.batch_sizes,
         graph_precision=job.graph_precision,
         engine_cache=job.engine_cache,
     )
@@ -89,8 +91,8 @@ def _time_batch(runner: Any, job: Job, batch: int, rng: np.random.Generator) -> 
             "throughput": None,
         }
     feed = {"input": rng.standard_normal((batch, *job.input_shape)).astype(np.float32), **job.feed_extra()}
-    stats, samples = measure(lambda: runner.infer(feed), job.timing)
-    return {
+    stats, samples = measure(runner.timed(feed), job.timing)
+    row = {
         "batch": batch,
         "status": "ok",
         "error": None,
@@ -98,6 +100,23 @@ def _time_batch(runner: Any, job: Job, batch: int, rng: np.random.Generator) -> 
         "throughput": batch / (stats["mean"] / 1e3),
         "samples_ms": samples,
     }
+    compute = gpu_compute(runner, feed, job, len(samples))
+    if compute is not None:
+        row["gpu_compute_ms"] = compute
+    return row
+
+
+def gpu_compute(runner: Any, feed: dict[str, Any], job: Job, timed_calls: int) -> dict[str, float] | None:
+    """The GPU's own time per call, beside the end-to-end latency (as trtexec reports both): CUDA events recorded
+    during the timed calls (TensorRT, torch), or a second timed pass on device-resident inputs (onnxruntime's
+    I/O binding); None on the CPU."""
+    if runner.compute_ms:
+        return latency_stats(runner.compute_ms[-timed_calls:])  # the timed calls, not the warm-up
+    timer = runner.compute_timer(feed)
+    if timer is None:
+        return None
+    stats, _ = measure(timer, job.timing)
+    return stats
 
 
 def run_job(job: Job) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ def count_macs(model: DepthNet, depth: DepthConfig, input_shape: tuple[int, int,
     was_training = model.training
     model.eval()
     try:
-        x = torch.zeros((1, *input_shape))
+        x = torch.zeros((1, *input_shape), device=next(model.parameters()).device)  # where the model is
         with FlopCounterMode(display=False) as counter:
             model(x, depth)
         return int(counter.get_total_flops()) // 2

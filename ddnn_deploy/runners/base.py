@@ -6,6 +6,7 @@ library until ``activate``. Runners never time anything: timing lives in ``ddnn_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,9 @@ import numpy as np
 
 class Runner:
     name = "runner"
+    # GPU compute time (ms) of each call of the ``timed`` callable, where the back-end can time the device alone
+    # (CUDA events around the enqueue); None where it cannot
+    compute_ms: list[float] | None = None
 
     def __init__(self) -> None:
         self.active = False
@@ -33,6 +37,19 @@ class Runner:
         if not self.active:
             raise RuntimeError(f"{self.name}: call activate() (or use `with`) before infer()")
         return self._infer(feed)
+
+    def timed(self, feed: dict[str, np.ndarray]) -> Callable[[], object]:
+        """One inference as a zero-argument callable for the timing loop. Back-ends that can do the per-call work
+        once (shapes, buffers, addresses, page-locked input copies) do it here, so the loop measures inference,
+        not set-up; GPU back-ends also fill ``compute_ms``. The default calls ``infer``."""
+        if not self.active:
+            raise RuntimeError(f"{self.name}: call activate() (or use `with`) before timed()")
+        return lambda: self._infer(feed)
+
+    def compute_timer(self, feed: dict[str, np.ndarray]) -> Callable[[], object] | None:
+        """A callable that runs inference on inputs already on the device, for back-ends that time the GPU by
+        wall clock without host copies (onnxruntime's I/O binding); None for the others."""
+        return None
 
     def info(self) -> dict[str, Any]:
         """Back-end details recorded with the results (versions, providers, precision)."""

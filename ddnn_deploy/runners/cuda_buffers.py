@@ -6,6 +6,7 @@ cuda-python 13 moved ``cuda.cudart`` to ``cuda.bindings.runtime``; both spelling
 
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,8 @@ class CudaBuffers:
             self._context.push()
             self.stream = drv.Stream()
         self._allocations: list[Any] = []
+        self._host: list[Any] = []  # pinned host allocations (cuda-python pointers, or pycuda's arrays)
+        self._events: list[Any] = []
 
     @property
     def stream_handle(self) -> int:
@@ -93,6 +96,44 @@ class CudaBuffers:
         else:
             self._drv.memcpy_dtoh_async(host, ptr, self.stream)
 
+    def pinned(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A page-locked host array: copies from and to it are DMA transfers, not staged through pageable memory
+        (what an application that cares about latency uses, and what trtexec measures)."""
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        nbytes = max(1, count) * dtype.itemsize
+        if self.backend == "cuda-python":
+            ptr = int(_check(self.cudart.cudaHostAlloc(nbytes, 0)))  # 0: cudaHostAllocDefault
+            self._host.append(ptr)
+            raw = (ctypes.c_uint8 * nbytes).from_address(ptr)  # valid until close(), which frees it
+            return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+        array = self._drv.pagelocked_empty(shape, dtype)
+        self._host.append(array)
+        return array
+
+    def event(self) -> Any:
+        if self.backend == "cuda-python":
+            event = _check(self.cudart.cudaEventCreate())
+        else:
+            event = self._drv.Event()
+        self._events.append(event)
+        return event
+
+    def record(self, event: Any) -> None:
+        """Record ``event`` on this runner's stream (it completes when the work queued before it has)."""
+        if self.backend == "cuda-python":
+            _check(self.cudart.cudaEventRecord(event, self.stream))
+        else:
+            event.record(self.stream)
+
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        """GPU time between two recorded events, in ms (after they completed: call ``synchronize`` first)."""
+        if self.backend == "cuda-python":
+            # CUDA 12.8 added cudaEventElapsedTime_v2 (the same call); take the plain name where it is kept
+            elapsed = getattr(self.cudart, "cudaEventElapsedTime", None) or self.cudart.cudaEventElapsedTime_v2
+            return float(_check(elapsed(start, end)))
+        return float(end.time_since(start))
+
     def synchronize(self) -> None:
         if self.backend == "cuda-python":
             _check(self.cudart.cudaStreamSynchronize(self.stream))
@@ -113,14 +154,22 @@ class CudaBuffers:
         if self.backend == "cuda-python":
             for ptr in self._allocations:
                 self.cudart.cudaFree(ptr)
+            for ptr in self._host:
+                self.cudart.cudaFreeHost(ptr)
+            for event in self._events:
+                self.cudart.cudaEventDestroy(event)
             self.cudart.cudaStreamDestroy(self.stream)
         else:
             for mem in self._allocations:
                 mem.free()
+            self._host.clear()  # pycuda frees page-locked arrays when they are collected
+            self._events.clear()
             if self._context is not None:
                 self._drv.Context.pop()
                 self._context.detach()
         self._allocations.clear()
+        self._host.clear()
+        self._events.clear()
 
 
 def gpu_identity() -> dict[str, Any]:

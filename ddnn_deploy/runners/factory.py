@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ def graph_runner(
     max_batch: int = 1,
     graph_precision: str = "fp32",
     engine_cache: str | Path | None = None,
+    batch_sizes: Sequence[int] | None = None,
 ) -> Any:
     """A runner for an exported ONNX graph on ``backend`` (onnxruntime or tensorrt); nothing loads until
     ``activate``. ``precision`` is what is measured; ``graph_precision`` what the file holds (TensorRT
@@ -26,7 +28,7 @@ def graph_runner(
     if backend == "onnxruntime":
         from .onnxruntime_runner import OrtRunner
 
-        return OrtRunner(file, provider=provider, threads=threads)
+        return OrtRunner(file, provider=provider, threads=threads, precision=precision, engine_cache=engine_cache)
     if backend == "tensorrt":
         from .tensorrt_runner import TrtRunner
 
@@ -36,6 +38,7 @@ def graph_runner(
             cache_dir=engine_cache,
             onnx_sha256=onnx_sha256,
             max_batch=max_batch,
+            batch_sizes=batch_sizes,
             graph_precision=graph_precision,
         )
     raise ValueError(f"no graph runner for back-end {backend!r}; choose one of {', '.join(GRAPH_BACKENDS)}")

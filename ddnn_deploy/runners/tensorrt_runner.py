@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,23 +34,30 @@ def trt_major(version: str) -> int:
 
 
 def expected_sidecar(
-    *, trt_version: str, gpu: dict[str, Any], precision: str, onnx_sha256: str, max_batch: int
+    *,
+    trt_version: str,
+    gpu: dict[str, Any],
+    precision: str,
+    onnx_sha256: str,
+    max_batch: int,
+    batch_sizes: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     return {
         "format": "ddnn-deploy.engine",
-        "version": 2,
+        "version": 3,
         "tensorrt": trt_version,
         **{key: gpu.get(key) for key in GPU_KEYS},
         "precision": precision,
         "onnx_sha256": onnx_sha256,
         "max_batch": max_batch,
+        "batch_sizes": sorted(set(batch_sizes or (max_batch,))),
     }
 
 
 # What identifies the device an engine was built for. Orin Nano, NX and AGX all report "Orin", compute 8.7:
 # the SM count and memory tell them apart; CUDA runtime/driver and the L4T release change the kernels chosen.
 GPU_KEYS = ("gpu", "compute_capability", "sm_count", "total_memory", "cuda_runtime", "cuda_driver", "l4t")
-SIDECAR_KEYS = ("format", "version", "tensorrt", *GPU_KEYS, "precision", "onnx_sha256", "max_batch")
+SIDECAR_KEYS = ("format", "version", "tensorrt", *GPU_KEYS, "precision", "onnx_sha256", "max_batch", "batch_sizes")
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:
@@ -86,9 +94,48 @@ def _l4t_present() -> bool:
     return Path("/etc/nv_tegra_release").exists()
 
 
-def engine_paths(cache_dir: Path, onnx_path: Path, precision: str, max_batch: int) -> tuple[Path, Path]:
-    stem = f"{onnx_path.stem}.{precision}.b{max_batch}"
+def engine_paths(
+    cache_dir: Path, onnx_path: Path, precision: str, max_batch: int, batch_sizes: Sequence[int] | None = None
+) -> tuple[Path, Path]:
+    batches = sorted(set(batch_sizes or (max_batch,)))
+    stem = f"{onnx_path.stem}.{precision}.b{'-'.join(str(b) for b in batches)}"
     return cache_dir / f"{stem}.engine", cache_dir / f"{stem}.engine.json"
+
+
+def optimization_profiles(batch_sizes: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(min, opt, max) batch of each optimisation profile: one per timed batch size, tuned for it (opt = that
+    batch size, as trtexec's --optShapes), each taking any batch from 1 up to it."""
+    return [(1, b, b) for b in sorted(set(batch_sizes))]
+
+
+def profile_for(batch: int, batch_sizes: Sequence[int]) -> int | None:
+    """The index of the profile that runs ``batch``: its own where it is a timed batch size, else the smallest
+    that holds it; None when no profile does (the caller then feeds smaller chunks)."""
+    for index, (_, _, most) in enumerate(optimization_profiles(batch_sizes)):
+        if batch <= most:
+            return index
+    return None
+
+
+# TensorRT's DataType members by name -> numpy. Not trt.nptype(): TensorRT 8.5's uses np.bool, which numpy 1.24
+# removed. BF16 / FP8 / INT4 have no numpy type; the graphs ddnn-deploy exports never have such inputs or outputs.
+NUMPY_DTYPES = {
+    "FLOAT": np.float32,
+    "HALF": np.float16,
+    "INT8": np.int8,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+}
+
+
+def numpy_dtype(trt_dtype: Any) -> np.dtype:
+    """The numpy dtype of a TensorRT ``DataType`` member (8.5 to 11)."""
+    name = getattr(trt_dtype, "name", str(trt_dtype).rsplit(".", 1)[-1])
+    if name not in NUMPY_DTYPES:
+        raise DDNNError(f"TensorRT tensor type {name} has no numpy equivalent; export the graph with float outputs")
+    return np.dtype(NUMPY_DTYPES[name])
 
 
 def builder_network_flags(trt: Any, precision: str) -> int:
@@ -102,6 +149,22 @@ def builder_network_flags(trt: Any, precision: str) -> int:
     return flags
 
 
+def set_precision_flags(trt: Any, config: Any, precision: str, graph_precision: str) -> None:
+    """Builder flags per measured precision. FP32 rows run FP32: TensorRT enables TF32 for FP32 layers by
+    default on Ampere and later, so it is cleared (otherwise the row would be TF32 labelled fp32)."""
+    major = trt_major(trt.__version__)
+    tf32 = getattr(trt.BuilderFlag, "TF32", None)
+    if precision == "fp32" and tf32 is not None:
+        config.clear_flag(tf32)
+    if precision == "fp16":
+        if major >= 11 and graph_precision != "fp16":
+            raise DDNNError("TensorRT 11 takes precision from the graph: export with --fp16 for FP16 engines")
+        if major < 11:
+            config.set_flag(trt.BuilderFlag.FP16)
+    elif precision == "int8" and major < 11:
+        config.set_flag(trt.BuilderFlag.INT8)  # explicit quantization: scales come from the QDQ nodes
+
+
 def build_engine(
     trt: Any,
     onnx_path: Path,
@@ -110,6 +173,7 @@ def build_engine(
     input_shape: tuple[int, ...],
     workspace_mb: int = 1024,
     graph_precision: str = "fp32",
+    batch_sizes: Sequence[int] | None = None,
 ) -> bytes:
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -121,19 +185,13 @@ def build_engine(
         raise DDNNError(f"TensorRT could not parse {onnx_path.name}: {errors[:300]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    major = trt_major(trt.__version__)
-    if precision == "fp16":
-        if major >= 11 and graph_precision != "fp16":
-            raise DDNNError("TensorRT 11 takes precision from the graph: export with --fp16 for FP16 engines")
-        if major < 11:
-            config.set_flag(trt.BuilderFlag.FP16)
-    elif precision == "int8" and major < 11:
-        config.set_flag(trt.BuilderFlag.INT8)  # explicit quantization: scales come from the QDQ nodes
+    set_precision_flags(trt, config, precision, graph_precision)
     tensor = network.get_input(0)
-    if tensor.shape[0] == -1:  # dynamic batch: one optimization profile up to max_batch
-        profile = builder.create_optimization_profile()
-        profile.set_shape(tensor.name, (1, *input_shape), (max_batch, *input_shape), (max_batch, *input_shape))
-        config.add_optimization_profile(profile)
+    if tensor.shape[0] == -1:  # dynamic batch: one optimisation profile per timed batch size, opt = that size
+        for low, opt, high in optimization_profiles(batch_sizes or (max_batch,)):
+            profile = builder.create_optimization_profile()
+            profile.set_shape(tensor.name, (low, *input_shape), (opt, *input_shape), (high, *input_shape))
+            config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise DDNNError(f"TensorRT failed to build an engine for {onnx_path.name} ({precision})")
@@ -153,6 +211,7 @@ class TrtRunner(Runner):
         max_batch: int = 1,
         rebuild: bool = True,
         graph_precision: str = "fp32",
+        batch_sizes: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
@@ -161,7 +220,8 @@ class TrtRunner(Runner):
         self.precision = precision
         self.cache_dir = Path(cache_dir) if cache_dir else self.onnx_path.parent / "engines"
         self.onnx_sha256 = onnx_sha256
-        self.max_batch = max_batch
+        self.batch_sizes = sorted(set(batch_sizes or (max_batch,)))
+        self.max_batch = max(self.batch_sizes)
         self.rebuild = rebuild
         self.graph_precision = graph_precision
         self.built = False
@@ -177,8 +237,11 @@ class TrtRunner(Runner):
             precision=self.precision,
             onnx_sha256=sha,
             max_batch=self.max_batch,
+            batch_sizes=self.batch_sizes,
         )
-        engine_path, sidecar_path = engine_paths(self.cache_dir, self.onnx_path, self.precision, self.max_batch)
+        engine_path, sidecar_path = engine_paths(
+            self.cache_dir, self.onnx_path, self.precision, self.max_batch, self.batch_sizes
+        )
         found = read_sidecar(sidecar_path)
         blob = engine_path.read_bytes() if engine_path.is_file() else None  # read ONCE: hashed and deserialized
         engine_sha = hashlib.sha256(blob).hexdigest() if blob is not None else None
@@ -195,7 +258,13 @@ class TrtRunner(Runner):
                 .type.tensor_type.shape.dim[1:]
             )
             blob = build_engine(
-                trt, self.onnx_path, self.precision, self.max_batch, shape, graph_precision=self.graph_precision
+                trt,
+                self.onnx_path,
+                self.precision,
+                self.max_batch,
+                shape,
+                graph_precision=self.graph_precision,
+                batch_sizes=self.batch_sizes,
             )
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(engine_path) as tmp:
@@ -219,6 +288,10 @@ class TrtRunner(Runner):
         self.inputs = [n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in self.names if n not in self.inputs]
         self._device: dict[str, tuple[int, int]] = {}  # name -> (pointer, bytes)
+        self._pinned: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}  # (name, shape) -> page-locked array
+        self._profile = 0
+        self._events = (self.buffers.event(), self.buffers.event())
+        self.compute_ms = []
 
     def _buffer(self, name: str, nbytes: int) -> int:
         ptr, size = self._device.get(name, (0, 0))
@@ -227,36 +300,84 @@ class TrtRunner(Runner):
             self._device[name] = (ptr, nbytes)
         return ptr
 
-    def _infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def _host(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        key = (name, tuple(int(d) for d in shape))
+        if key not in self._pinned:
+            self._pinned[key] = self.buffers.pinned(key[1], dtype)
+        return self._pinned[key]
+
+    def _select_profile(self, batch: int) -> None:
+        index = profile_for(batch, self.batch_sizes)
+        if index is None:
+            raise DDNNError(
+                f"a batch of {batch} is outside the engine's profiles (batch 1-{self.max_batch}); "
+                f"feed it in chunks of at most {self.max_batch}"
+            )
+        if index != self._profile and self.engine.num_optimization_profiles > 1:
+            if not self.context.set_optimization_profile_async(index, self.buffers.stream_handle):
+                raise DDNNError(f"TensorRT could not switch to optimisation profile {index}")
+            self._profile = index
+
+    def _bind(self, feed: dict[str, np.ndarray]) -> tuple[list[tuple[int, np.ndarray]], list[tuple[int, np.ndarray]]]:
+        """Shapes, device buffers, page-locked host copies of the inputs and tensor addresses, set once for this
+        feed: the timed loop then only copies, enqueues and waits."""
+        batch = int(np.shape(feed[self.inputs[0]])[0]) if np.ndim(feed[self.inputs[0]]) else 1
+        self._select_profile(batch)
+        inputs = []
         for name in self.inputs:
-            host = np.ascontiguousarray(feed[name])
-            # False when the shape is outside the engine's optimisation profile: TensorRT 10 then leaves the input
+            value = np.asarray(feed[name], dtype=numpy_dtype(self.engine.get_tensor_dtype(name)))
+            # False when the shape is outside the active optimisation profile: TensorRT 10 then leaves the input
             # unspecified and older versions keep the previous shape; either way the result would be wrong
-            if self.context.set_input_shape(name, host.shape) is False:
+            if self.context.set_input_shape(name, value.shape) is False:
                 raise DDNNError(
-                    f"input {name} of shape {list(host.shape)} is outside the engine's profile (batch 1-"
+                    f"input {name} of shape {list(value.shape)} is outside the engine's profile (batch 1-"
                     f"{self.max_batch}); feed it in chunks of at most {self.max_batch}"
                 )
+            host = self._host(name, value.shape, value.dtype)
+            host[...] = value
             ptr = self._buffer(name, host.nbytes)
-            self.buffers.to_device(ptr, host)
             self.context.set_tensor_address(name, ptr)
-        results = []
+            inputs.append((ptr, host))
+        outputs = []
         for name in self.outputs:
             shape = tuple(self.context.get_tensor_shape(name))
-            dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
-            host = np.empty(shape, dtype=dtype)
+            host = self._host(name, shape, numpy_dtype(self.engine.get_tensor_dtype(name)))
             ptr = self._buffer(name, host.nbytes)
             self.context.set_tensor_address(name, ptr)
-            results.append(host)
-        if not self.context.execute_async_v3(self.buffers.stream_handle):
-            raise DDNNError("TensorRT execution failed")
-        for name, host in zip(self.outputs, results):
-            self.buffers.to_host(host, self._device[name][0])
-        self.buffers.synchronize()
-        return results
+            outputs.append((ptr, host))
+        return inputs, outputs
+
+    def timed(self, feed: dict[str, np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        """End to end as trtexec's "Latency" (page-locked H2D, enqueue, D2H, wait); each call also appends the
+        GPU compute time between two CUDA events around the enqueue (trtexec's "GPU Compute Time") to
+        ``compute_ms``."""
+        inputs, outputs = self._bind(feed)
+        buffers, context, stream = self.buffers, self.context, self.buffers.stream_handle
+        start, end = self._events
+        self.compute_ms = []
+
+        def run() -> list[np.ndarray]:
+            for ptr, host in inputs:
+                buffers.to_device(ptr, host)
+            buffers.record(start)
+            if not context.execute_async_v3(stream):
+                raise DDNNError("TensorRT execution failed")
+            buffers.record(end)
+            for ptr, host in outputs:
+                buffers.to_host(host, ptr)
+            buffers.synchronize()
+            self.compute_ms.append(buffers.elapsed_ms(start, end))
+            return [host for _, host in outputs]
+
+        return run
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        results = self.timed(feed)()
+        return [host.copy() for host in results]  # the page-locked arrays are reused by the next call
 
     def _deactivate(self) -> None:
         self.context = self.engine = self.runtime = None  # TensorRT objects go before their memory
+        self._pinned.clear()  # views of page-locked memory that close() frees
         self.buffers.close()
 
     def info(self) -> dict[str, Any]:
@@ -268,6 +389,8 @@ class TrtRunner(Runner):
             "backend": self.name,
             "tensorrt": trt.__version__,
             "precision": self.precision,
+            "batch_profiles": [list(p) for p in optimization_profiles(self.batch_sizes)],
+            "timing": "end to end: page-locked H2D + enqueue + D2H; gpu compute: CUDA events around the enqueue",
             "engine_built_now": self.built,
             "buffers": getattr(self.buffers, "backend", None),
             # this engine's own memory, not the device-wide total (which counts other processes, and the OS on
