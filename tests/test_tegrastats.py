@@ -246,3 +246,21 @@ def test_tegrastats_dies_with_a_killed_parent(fake_path, tmp_path):
     assert parent.wait(timeout=30) == 0
     pid = int((tmp_path / "pid").read_text())  # written before the args the parent waited for
     assert _wait(lambda: _gone(pid)), f"tegrastats (pid {pid}) outlived its parent"
+
+
+def test_bench_on_a_jetson_records_what_the_board_did(fake_path, tiny_artifacts, tmp_path, monkeypatch):
+    """bench on a (faked) Jetson runs tegrastats beside the sweep and files its summary with the environment."""
+    from ddnn_deploy.formats.profiles import get_profile
+    from ddnn_deploy.measure import environment
+    from ddnn_deploy.measure.sweep import bench
+
+    _fake_tegrastats(fake_path, PRINT_THEN_RUN)
+    monkeypatch.setattr(environment, "jetson_state", lambda: {"model": "NVIDIA Jetson Orin Nano (fake)"})
+    quick = get_profile("x86-cpu").model_copy(
+        update={"batch_sizes": (1,), "threads": 1, "warmup_iters": 1, "min_iters": 3, "min_seconds": 0.0}
+    )
+    results = bench(tiny_artifacts, device=quick, depths=[8], progress=False)
+    summary = results.device["environment"]["tegrastats"]
+    assert summary["available"] is True and summary["samples"] >= 1 and summary["temp_max_c"]
+    assert (tmp_path / "args").read_text().split() == ["--interval", "500"]
+    assert _wait(lambda: _gone(int((tmp_path / "pid").read_text())))  # stopped with the sweep

@@ -258,12 +258,12 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
     recalibrate BN per depth and write the final checkpoint."""
     run = _setup(config, mode_label)
     if run.rank == 0:
+        _check_output(run.out)
+        remove_stale_temps(run.out.parent, run.out.name)  # what a killed run left beside the checkpoint
         where = f"training on {run.device}, AMP {'on (fp16)' if run.use_amp else 'off'}"
         if dist.is_available() and dist.is_initialized():
             where += f", DDP with {run.world} process(es) over {dist.get_backend()}"
         log(where)
-        _check_output(run.out)
-        remove_stale_temps(run.out.parent, run.out.name)  # what a killed run left beside the checkpoint
     if config.resume:
         _resume(run, log)
     normalize = Normalizer(run.train_set, run.device)

@@ -239,6 +239,21 @@ def write_outputs(results: BenchResults, path: Path, *, plot: bool) -> None:
             png.unlink(missing_ok=True)  # no plot of these results: an older one beside them would mislead
 
 
+def _sweep(
+    jobs: list[Job], profile: DeviceProfile, env: dict[str, Any], *, timeout: float, progress: bool, log: Log
+) -> list[ResultRow]:
+    """``run_jobs``; on a Jetson with tegrastats running beside it, its summary filed in ``env``: what the board
+    did meanwhile (temperatures, power per rail, GPU load and clocks)."""
+    if env.get("jetson") is None:
+        return run_jobs(jobs, profile, timeout=timeout, progress=progress, log=log)
+    from .tegrastats import TegrastatsSampler
+
+    with TegrastatsSampler(interval_ms=500) as sampler:
+        rows = run_jobs(jobs, profile, timeout=timeout, progress=progress, log=log)
+    env["tegrastats"] = sampler.summary
+    return rows
+
+
 def bench(
     artifacts: str | Path,
     *,
@@ -295,7 +310,7 @@ def bench(
         dataset=dataset_ref,
         engine_cache=str(engine_cache) if engine_cache else None,
     )
-    rows = run_jobs(jobs, profile, timeout=job_timeout, progress=progress, log=say)
+    rows = _sweep(jobs, profile, env, timeout=job_timeout, progress=progress, log=say)
     results = BenchResults(
         tool_version=__version__,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
