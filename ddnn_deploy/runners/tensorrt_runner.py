@@ -321,7 +321,8 @@ class TrtRunner(Runner):
     def _bind(self, feed: dict[str, np.ndarray]) -> tuple[list[tuple[int, np.ndarray]], list[tuple[int, np.ndarray]]]:
         """Shapes, device buffers, page-locked host copies of the inputs and tensor addresses, set once for this
         feed: the timed loop then only copies, enqueues and waits."""
-        batch = int(np.shape(feed[self.inputs[0]])[0]) if np.ndim(feed[self.inputs[0]]) else 1
+        images = feed["input"] if "input" in feed else feed[self.inputs[0]]  # not the selector's 0-d depth
+        batch = int(np.shape(images)[0]) if np.ndim(images) else 1
         self._select_profile(batch)
         inputs = []
         for name in self.inputs:
