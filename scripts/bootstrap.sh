@@ -2,7 +2,7 @@
 # Set up everything ddnn-deploy needs on a fresh Debian machine, idempotently:
 #   1. a virtual environment in .venv (Debian's Python refuses system-wide pip installs);
 #   2. torch's CPU wheel FIRST (a bare `torch` requirement would pull a multi-GB CUDA build);
-#   3. the project itself with its export/plot/serve/dev extras;
+#   3. the project itself with its export/openvino/plot/serve/dev extras;
 #   4. the Debian package dataset-fashion-mnist when its files are absent.
 # Re-running is cheap: steps whose result is already there are skipped.
 set -euo pipefail
@@ -35,8 +35,8 @@ fi
 STAMP="$VENV/.ddnn-deploy-installed"
 WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-    say "installing ddnn-deploy (editable) with extras export, plot, serve, dev"
-    pip_install -e "$ROOT[export,plot,serve,dev]"
+    say "installing ddnn-deploy (editable) with extras export, openvino, plot, serve, dev"
+    pip_install -e "$ROOT[export,openvino,plot,serve,dev]"
     echo "$WANT" > "$STAMP"
 fi
 

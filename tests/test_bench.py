@@ -22,6 +22,8 @@ from ddnn_deploy.measure.timing import latency_stats, measure
 QUICK = """
 [profiles.quick]
 extends = "x86-cpu"
+optional_backends = []  # onnxruntime only: OpenVINO has tests of its own
+precisions = ["fp32"]
 threads = 1
 batch_sizes = [1, 2]
 warmup_iters = 2
@@ -67,8 +69,11 @@ def test_profiles_builtin_toml_and_errors(tmp_path, profiles):
     bad.write_text("[profiles.x]\nthreds = 1\n")
     with pytest.raises(UsageError, match="profiles.x: threds: is not a known key"):
         load_profiles(bad)
-    bad.write_text("[profiles.x]\nbackend = 'openvino'\n")
+    bad.write_text("[profiles.x]\nbackend = 'tflite'\n")
     with pytest.raises(UsageError, match="profiles.x: backend must be one of onnxruntime"):
+        load_profiles(bad)
+    bad.write_text("[profiles.x]\nbackend = 'openvino'\nhint = 'fastest'\n")
+    with pytest.raises(UsageError, match="profiles.x: hint must be one of latency, throughput, not 'fastest'"):
         load_profiles(bad)
 
 

@@ -264,22 +264,42 @@ def test_plan_jobs_int8_target_preference():
         (14, "d14-trt.onnx"),
     ]
     cpu = get_profile("x86-cpu").model_copy(update={"precisions": ("fp32", "int8")})
-    jobs = sorted((j.depth, j.precision, j.file) for j in plan_jobs(_plan_manifest(), cpu))
-    # onnxruntime prefers the CPU-target INT8 graph; a depth with only the TensorRT one still gets measured
+    jobs = sorted(
+        (j.backend, j.depth, j.precision, j.file)
+        for j in plan_jobs(_plan_manifest(), cpu, backends=["onnxruntime", "openvino"])
+    )
+    # CPU back-ends take the CPU-target (U8S8) INT8 graph, never TensorRT's S8S8 one (slower than FP32 there)
     assert jobs == [
-        (8, "fp32", "net-d8.fp32.onnx"),
-        (8, "int8", "d8-cpu.onnx"),
-        (14, "fp32", "net-d14.fp32.onnx"),
-        (14, "int8", "d14-trt.onnx"),
+        (b, d, p, f)
+        for b in ("onnxruntime", "openvino")
+        for d, p, f in ((8, "fp32", "net-d8.fp32.onnx"), (8, "int8", "d8-cpu.onnx"), (14, "fp32", "net-d14.fp32.onnx"))
     ]
+    # onnxruntime's TensorRT provider takes TensorRT's graph
+    ort_trt = cpu.model_copy(update={"provider": "tensorrt", "precisions": ("int8",)})
+    assert sorted(j.file for j in plan_jobs(_plan_manifest(), ort_trt, backends=["onnxruntime"])) == [
+        "d14-trt.onnx",
+        "d8-trt.onnx",
+    ]
+    # bf16 is OpenVINO's: the FP32 graph with its precision hint, nothing on onnxruntime
+    bf16 = cpu.model_copy(update={"precisions": ("bf16",)})
+    assert sorted(
+        (j.backend, j.file) for j in plan_jobs(_plan_manifest(), bf16, backends=["onnxruntime", "openvino"])
+    ) == [
+        ("openvino", "net-d14.fp32.onnx"),
+        ("openvino", "net-d8.fp32.onnx"),
+    ]
+    with pytest.raises(UsageError, match="precisions \\['bf16'\\] on onnxruntime"):
+        plan_jobs(_plan_manifest(), bf16, backends=["onnxruntime"])
 
 
 def test_plan_jobs_selector_depths_and_errors():
     manifest = parse_manifest(manifest_dict())
-    profile = get_profile("x86-cpu")
+    profile = get_profile("x86-cpu").model_copy(update={"optional_backends": ()})
     jobs = plan_jobs(manifest, profile, include_selector=True, depths=[14])
     assert [(j.kind, j.depth, j.blocks) for j in jobs] == [("depth", 14, [2, 2, 2]), ("selector", 14, [2, 2, 2])]
-    assert jobs[1].feed_extra()["depth"] == 14
+    assert (
+        jobs[1].feed_extra()["depth"] == 14 and jobs[1].selector_depths == [8, 14] and jobs[0].selector_depths is None
+    )
     with pytest.raises(UsageError, match=r"no depth \[20\]; exported depths: \[8, 14\]"):
         plan_jobs(manifest, profile, depths=[20])
     with pytest.raises(UsageError, match="no artifact matches profile 'x86-cpu'"):

@@ -13,7 +13,7 @@ import pytest
 
 from ddnn_deploy.errors import EngineMismatchError, MissingDependencyError, UsageError
 from ddnn_deploy.formats.profiles import TimingSettings
-from ddnn_deploy.runners import ort_engine_cache
+from ddnn_deploy.runners import cache_ledger
 from ddnn_deploy.runners.onnxruntime_runner import OrtRunner, provider_list
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -44,22 +44,22 @@ def test_io_binding_runs_the_graph_and_matches_a_plain_run(tiny_artifacts):
 
 def test_the_engine_cache_refuses_files_of_unknown_origin(tmp_path):
     cache = tmp_path / "ort-tensorrt"
-    ort_engine_cache.check_cache(cache)  # no folder yet: nothing to refuse
+    cache_ledger.check_cache(cache)  # no folder yet: nothing to refuse
     cache.mkdir()
     engine = cache / "TensorrtExecutionProvider_TRTKernel_graph_1234_sm90.engine"
     engine.write_bytes(b"built by onnxruntime")
     with pytest.raises(EngineMismatchError, match="was not written by ddnn-deploy.*delete it"):
-        ort_engine_cache.check_cache(cache)
-    ort_engine_cache.record_cache(cache)  # what a finished run does
-    ort_engine_cache.check_cache(cache)
-    ledger = json.loads((cache / ort_engine_cache.LEDGER).read_text())
+        cache_ledger.check_cache(cache)
+    cache_ledger.record_cache(cache)  # what a finished run does
+    cache_ledger.check_cache(cache)
+    ledger = json.loads((cache / cache_ledger.LEDGER).read_text())
     assert list(ledger["files"]) == [engine.name] and ledger["files"][engine.name]["size"] == 20
     engine.write_bytes(b"built by someone else")  # same name, other bytes
     with pytest.raises(EngineMismatchError, match="changed since ddnn-deploy recorded it"):
-        ort_engine_cache.check_cache(cache)
-    (cache / ort_engine_cache.LEDGER).write_text("[1, 2]")
+        cache_ledger.check_cache(cache)
+    (cache / cache_ledger.LEDGER).write_text("[1, 2]")
     with pytest.raises(EngineMismatchError, match="not a ddnn-deploy engine ledger"):
-        ort_engine_cache.check_cache(cache)
+        cache_ledger.check_cache(cache)
 
 
 def test_the_tensorrt_provider_checks_its_cache_before_onnxruntime_loads_it(tiny_artifacts, tmp_path, monkeypatch):

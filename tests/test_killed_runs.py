@@ -21,6 +21,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="si
 QUICK = """
 [profiles.quick]
 extends = "x86-cpu"
+optional_backends = []  # onnxruntime only: OpenVINO has tests of its own
+precisions = ["fp32"]
 threads = 1
 batch_sizes = [1]
 warmup_iters = 2

@@ -257,7 +257,15 @@ def test_bench_on_a_jetson_records_what_the_board_did(fake_path, tiny_artifacts,
     _fake_tegrastats(fake_path, PRINT_THEN_RUN)
     monkeypatch.setattr(environment, "jetson_state", lambda: {"model": "NVIDIA Jetson Orin Nano (fake)"})
     quick = get_profile("x86-cpu").model_copy(
-        update={"batch_sizes": (1,), "threads": 1, "warmup_iters": 1, "min_iters": 3, "min_seconds": 0.0}
+        update={
+            "batch_sizes": (1,),
+            "threads": 1,
+            "warmup_iters": 1,
+            "min_iters": 3,
+            "min_seconds": 0.0,
+            "precisions": ("fp32",),
+            "optional_backends": (),
+        }
     )
     results = bench(tiny_artifacts, device=quick, depths=[8], progress=False)
     summary = results.device["environment"]["tegrastats"]

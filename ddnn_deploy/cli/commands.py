@@ -344,6 +344,7 @@ def _print_bench(results, title: str) -> None:
             [
                 r.depth,
                 r.kind,
+                r.backend,
                 r.precision,
                 r.batch,
                 f"{lat.p50:.3f}" if lat else "-",
@@ -356,7 +357,19 @@ def _print_bench(results, title: str) -> None:
         )
     print_table(
         title,
-        ["depth", "kind", "precision", "batch", "p50 ms", "p90 ms", "img/s", "top-1 %", "peak MB", "status"],
+        [
+            "depth",
+            "kind",
+            "back-end",
+            "precision",
+            "batch",
+            "p50 ms",
+            "p90 ms",
+            "img/s",
+            "top-1 %",
+            "peak MB",
+            "status",
+        ],
         rows,
     )
 

@@ -23,9 +23,17 @@ from pydantic import ConfigDict, model_validator
 from ..errors import ProfileError, UsageError, optional_import
 from ._schema import PositiveInt, Schema, field_path, reason_of, validate
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+HINTS = ("latency", "throughput")  # OpenVINO's PERFORMANCE_HINT
+# What each back-end measures; a profile's other precisions are not planned on it
+BACKEND_PRECISIONS = {
+    "onnxruntime": ("fp32", "fp16", "int8"),
+    "openvino": ("fp32", "bf16", "int8"),
+    "tensorrt": ("fp32", "fp16", "int8"),
+    "torch": ("fp32", "fp16"),
+}
 MAX_ITERS = 100_000  # TimingSettings.max_iters: a measurement never runs more iterations
 MAX_SECONDS = 3600.0
 MAX_THREADS = 4096
@@ -68,6 +76,9 @@ class DeviceProfile(Schema):
     min_seconds: float = 1.0
     accuracy_batch: PositiveInt = 256
     max_cv: float = 0.10  # warn when std/mean of the latency exceeds this
+    hint: str = "latency"  # OpenVINO's performance hint: latency or throughput
+    # back-ends measured too where they are installed (x86-cpu: OpenVINO beside onnxruntime)
+    optional_backends: Tuple[str, ...] = ()
     description: str = ""
 
     @model_validator(mode="after")
@@ -76,6 +87,11 @@ class DeviceProfile(Schema):
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.provider not in PROVIDERS:
             raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, not {self.provider!r}")
+        if self.hint not in HINTS:
+            raise ValueError(f"hint must be one of {', '.join(HINTS)}, not {self.hint!r}")
+        unknown_backends = [b for b in self.optional_backends if b not in BACKENDS or b == self.backend]
+        if unknown_backends:
+            raise ValueError(f"optional_backends must list other back-ends of {', '.join(BACKENDS)}")
         unknown = [p for p in self.precisions if p not in PRECISIONS]
         if not self.precisions or unknown:
             raise ValueError(f"precisions must be a non-empty list of {', '.join(PRECISIONS)}")
@@ -107,6 +123,15 @@ class DeviceProfile(Schema):
             update={k: getattr(timing, k) for k in ("warmup_iters", "warmup_seconds", "min_iters", "min_seconds")}
         )
 
+    def backends(self, installed: Optional[Tuple[str, ...]] = None) -> Tuple[str, ...]:
+        """The back-end, then each optional one that is installed (``installed``: the installed ones, else found)."""
+        import importlib.util
+
+        def present(name: str) -> bool:
+            return name in installed if installed is not None else importlib.util.find_spec(name) is not None
+
+        return (self.backend, *(b for b in self.optional_backends if present(b)))
+
     def resolved_threads(self) -> Optional[int]:
         """CPU threads the back-end gets (every core by default); None for TensorRT (GPU)."""
         if self.backend == "tensorrt":
@@ -122,7 +147,20 @@ class DeviceProfile(Schema):
 BUILTIN_PROFILES: Dict[str, DeviceProfile] = {
     p.name: p
     for p in (
-        DeviceProfile(name="x86-cpu", batch_sizes=(1, 8), description="onnxruntime CPU execution provider, every core"),
+        DeviceProfile(
+            name="x86-cpu",
+            batch_sizes=(1, 8),
+            precisions=("fp32", "bf16", "int8"),
+            optional_backends=("openvino",),
+            description="onnxruntime's CPU execution provider, and OpenVINO where installed; every core",
+        ),
+        DeviceProfile(
+            name="x86-openvino",
+            backend="openvino",
+            batch_sizes=(1, 8),
+            precisions=("fp32", "bf16", "int8"),
+            description="OpenVINO on the CPU (bf16 where the CPU has native BF16), every core",
+        ),
         DeviceProfile(
             name="cuda",
             provider="cuda",

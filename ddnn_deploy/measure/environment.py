@@ -147,13 +147,57 @@ def library_versions(backend: str) -> dict[str, str | None]:
     import importlib.metadata as md
 
     versions: dict[str, str | None] = {}
-    for package in ("numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorrt", "cuda-python", "pycuda", "torch"):
+    for package in (
+        "numpy",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "onnx",
+        "openvino",
+        "tensorrt",
+        "cuda-python",
+        "pycuda",
+        "torch",
+    ):
         try:
             versions[package] = md.version(package)
         except md.PackageNotFoundError:
             continue
     versions["backend"] = backend
     return versions
+
+
+# The instruction-set features that decide the CPU back-ends' speed: VNNI for INT8, AVX512-BF16 / AMX for BF16
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_features(cpuinfo: str | None = None) -> list[str]:
+    """Which of CPU_FEATURES the CPU has (the ``flags`` line of /proc/cpuinfo), in that order."""
+    text = cpuinfo if cpuinfo is not None else (_read("/proc/cpuinfo") or "")
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.partition(":")[2].split())
+            break
+    return [f for f in CPU_FEATURES if f in flags]
+
+
+def openvino_state() -> dict[str, Any] | None:
+    """OpenVINO's version, the devices it sees and the CPU's capabilities it reports; None when not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return None
+    try:
+        import openvino as ov
+
+        core = ov.Core()
+        return {
+            "version": ov.get_version(),
+            "devices": list(core.available_devices),
+            "cpu_capabilities": list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
+        }
+    except Exception as exc:  # noqa: BLE001 - informational: record why it could not be read
+        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
 
 
 def capture(backend: str, threads: int | None) -> dict[str, Any]:
@@ -165,11 +209,13 @@ def capture(backend: str, threads: int | None) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        "cpu_features": cpu_features(),
         "governor": cpu_governor(),
         "threads": threads,
         "gpus": gpus(),
         "jetson": jetson_state(),
         "libraries": library_versions(backend),
+        "openvino": openvino_state(),
         "ddnn_deploy": __version__,
     }
 

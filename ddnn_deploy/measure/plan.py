@@ -15,7 +15,7 @@ from pydantic import ConfigDict
 from ..errors import UsageError
 from ..formats._schema import Schema
 from ..formats.manifest import Artifact, Manifest
-from ..formats.profiles import DeviceProfile, TimingSettings
+from ..formats.profiles import BACKEND_PRECISIONS, DeviceProfile, TimingSettings
 
 
 class DatasetRef(Schema):
@@ -34,8 +34,10 @@ class Job(Schema):
     depth: int
     blocks: List[int]
     kind: str  # "depth" or "selector"
+    selector_depths: Optional[List[int]] = None  # the depths a selector graph holds (checked before every call)
     backend: str
     provider: str
+    hint: str = "latency"
     threads: Optional[int]
     precision: str  # the precision measured
     graph_precision: str  # the precision of the graph it is measured from
@@ -61,23 +63,56 @@ class Job(Schema):
         return {"depth": np.asarray(self.depth, dtype=np.int64)} if self.selector else {}
 
 
-def graph_for(artifact: Artifact, precision: str, profile: DeviceProfile, chosen: Sequence[Artifact]) -> bool:
-    """Whether ``precision`` on ``profile`` is measured from this artifact's graph."""
+def cpu_backend(profile: DeviceProfile, backend: str) -> bool:
+    """Back-ends that run on the CPU: onnxruntime's CPU provider, OpenVINO, torch on the CPU."""
+    return backend == "openvino" or (backend in ("onnxruntime", "torch") and profile.provider == "cpu")
+
+
+def graph_for(
+    artifact: Artifact,
+    precision: str,
+    profile: DeviceProfile,
+    chosen: Sequence[Artifact],
+    backend: Optional[str] = None,
+) -> bool:
+    """Whether ``precision`` on ``backend`` (the profile's by default) is measured from this artifact's graph."""
+    backend = backend or profile.backend
+    if precision not in BACKEND_PRECISIONS[backend]:
+        return False
     same_depth = [a for a in chosen if a.depth == artifact.depth]
-    if profile.backend == "tensorrt":
+    if backend == "tensorrt":
         if precision == "int8":
             return artifact.precision == "int8" and artifact.target == "tensorrt"
         # FP16 engines: the FP16 graph where export made one (TensorRT 11 takes precision from the graph),
         # else the FP32 graph with TensorRT's FP16 builder flag (TensorRT 8.5-10)
         has_fp16 = any(a.precision == "fp16" for a in same_depth)
         return artifact.precision == ("fp16" if precision == "fp16" and has_fp16 else "fp32")
-    if profile.backend == "torch":  # the checkpoint runs in every precision; one row per FP32 graph's depth
+    if backend == "torch":  # the checkpoint runs in every precision; one row per FP32 graph's depth
+        return artifact.precision == "fp32"
+    if precision == "bf16":  # OpenVINO: the FP32 graph compiled with the BF16 hint, no new artifact
         return artifact.precision == "fp32"
     if artifact.precision != precision:
         return False
     if precision == "int8" and artifact.target == "tensorrt":
+        if cpu_backend(profile, backend):  # S8S8 graphs leave convolutions unfused there: slower than FP32
+            return False
+        if profile.provider == "tensorrt":
+            return True
         return not any(a.precision == "int8" and a.target == "cpu" for a in same_depth)
+    if precision == "int8" and profile.provider == "tensorrt":
+        return not any(a.precision == "int8" and a.target == "tensorrt" for a in same_depth)
     return True
+
+
+def tensorrt_int8_only(manifest: Manifest, profile: DeviceProfile, backends: Sequence[str]) -> bool:
+    """INT8 asked for on CPU back-ends while the folder's INT8 graphs are all TensorRT's (S8S8)."""
+    int8 = [a for a in manifest.artifacts if a.precision == "int8"]
+    return (
+        "int8" in profile.precisions
+        and any(cpu_backend(profile, b) for b in backends)
+        and bool(int8)
+        and all(a.target == "tensorrt" for a in int8)
+    )
 
 
 def accuracy_batch(profile: DeviceProfile) -> int:
@@ -111,44 +146,73 @@ def plan_jobs(
     checkpoint: Optional[str] = None,
     dataset: Optional[DatasetRef] = None,
     engine_cache: Optional[str] = None,
+    backends: Optional[Sequence[str]] = None,
 ) -> List[Job]:
-    """Every (artifact, depth, precision) the profile measures, in manifest order. Pure: reads nothing."""
+    """Every (back-end, artifact, depth, precision) the profile measures, back-end by back-end in manifest order.
+    ``backends``: the profile's back-end and its installed optional ones by default. Pure: reads nothing."""
     chosen = _select(manifest, depths, include_selector)
+    backends = list(backends) if backends is not None else list(profile.backends())
     jobs = []
-    for artifact in chosen:
-        for precision in profile.precisions:
-            if not graph_for(artifact, precision, profile, chosen):
-                continue
-            for depth in artifact.depths:
-                if depths and artifact.kind == "selector" and depth not in depths:
-                    continue
-                jobs.append(
-                    Job(
-                        file=str(manifest.file(artifact)) if manifest._root is not None else artifact.path,
-                        sha256=artifact.sha256,
-                        depth=depth,
-                        blocks=artifact.blocks_of(depth),
-                        kind=artifact.kind,
-                        backend=profile.backend,
-                        provider=profile.provider,
-                        threads=profile.resolved_threads(),
-                        precision=precision,
-                        graph_precision=artifact.precision,
-                        batch_sizes=list(profile.batch_sizes),
-                        static_batch=artifact.batch,
-                        timing=profile.timing,
-                        input_shape=list(manifest.input_shape),
-                        preprocess=manifest.preprocess.to_json_dict(),
-                        accuracy_batch=accuracy_batch(profile),
-                        class_names=manifest.class_names or None,
-                        checkpoint=checkpoint,
-                        engine_cache=engine_cache,
-                        dataset=dataset,
+    for backend in backends:
+        for artifact in chosen:
+            for precision in profile.precisions:
+                if graph_for(artifact, precision, profile, chosen, backend):
+                    jobs.extend(
+                        _jobs_of(
+                            manifest, profile, artifact, precision, backend, depths, checkpoint, dataset, engine_cache
+                        )
                     )
-                )
     if not jobs:
+        hint = "export or calibrate first"
+        if tensorrt_int8_only(manifest, profile, backends):
+            hint = (
+                "the INT8 graphs here are calibrated for TensorRT (S8S8), which runs slower than FP32 on CPU "
+                "back-ends: calibrate --target cpu"
+            )
         raise UsageError(
-            f"no artifact matches profile '{profile.name}' (precisions {list(profile.precisions)}); "
-            "export or calibrate first"
+            f"no artifact matches profile '{profile.name}' (precisions {list(profile.precisions)} on "
+            f"{', '.join(backends)}); {hint}"
         )
     return jobs
+
+
+def _jobs_of(
+    manifest: Manifest,
+    profile: DeviceProfile,
+    artifact: Artifact,
+    precision: str,
+    backend: str,
+    depths: Optional[Sequence[int]],
+    checkpoint: Optional[str],
+    dataset: Optional[DatasetRef],
+    engine_cache: Optional[str],
+) -> List[Job]:
+    """One job per depth of the artifact (a selector graph holds several)."""
+    return [
+        Job(
+            file=str(manifest.file(artifact)) if manifest._root is not None else artifact.path,
+            sha256=artifact.sha256,
+            depth=depth,
+            blocks=artifact.blocks_of(depth),
+            kind=artifact.kind,
+            selector_depths=list(artifact.depths) if artifact.kind == "selector" else None,
+            backend=backend,
+            provider=profile.provider,
+            hint=profile.hint,
+            threads=profile.resolved_threads(),
+            precision=precision,
+            graph_precision=artifact.precision,
+            batch_sizes=list(profile.batch_sizes),
+            static_batch=artifact.batch,
+            timing=profile.timing,
+            input_shape=list(manifest.input_shape),
+            preprocess=manifest.preprocess.to_json_dict(),
+            accuracy_batch=accuracy_batch(profile),
+            class_names=manifest.class_names or None,
+            checkpoint=checkpoint,
+            engine_cache=engine_cache,
+            dataset=dataset,
+        )
+        for depth in artifact.depths
+        if not (depths and artifact.kind == "selector" and depth not in depths)
+    ]

@@ -8,6 +8,7 @@ assemble ``BenchResults``, write ``results.json`` / ``.csv`` / ``.png``.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import importlib.util
 import json
 import os
@@ -22,14 +23,14 @@ from .. import __version__
 from ..atomic import atomic_path, remove_stale_temps, sha256_file, temp_name
 from ..checks import number
 from ..children import child_options
-from ..errors import INSTALL_HINTS, MeasurementError, MissingDependencyError, UsageError
+from ..errors import INSTALL_HINTS, MeasurementError, MissingDependencyError, UsageError, optional_import
 from ..formats.manifest import Manifest, read_manifest
 from ..formats.profiles import PRECISIONS, DeviceProfile, TimingSettings, get_profile
 from ..formats.results import FORMAT as RESULTS_FORMAT
 from ..formats.results import BenchResults, ResultRow, to_csv, to_json_text
 from ..progress import Log, progress_bar
 from .environment import capture, warnings_for
-from .plan import DatasetRef, Job, plan_jobs
+from .plan import DatasetRef, Job, plan_jobs, tensorrt_int8_only
 from .worker import error_rows
 
 
@@ -46,6 +47,8 @@ def check_backend(profile: DeviceProfile) -> None:
         )
     if profile.backend == "tensorrt" and importlib.util.find_spec("onnx") is None:
         raise MissingDependencyError(f"device profile '{profile.name}' needs onnx: {INSTALL_HINTS['onnx'][1]}")
+    if profile.backend == "openvino":  # imported, not only found: a broken install is one line here too
+        optional_import("openvino", f"device profile '{profile.name}'")
     if profile.backend == "onnxruntime" and profile.provider != "cpu":
         check_provider(profile)
     if profile.backend == "torch" and profile.provider != "cpu":
@@ -239,6 +242,31 @@ def write_outputs(results: BenchResults, path: Path, *, plot: bool) -> None:
             png.unlink(missing_ok=True)  # no plot of these results: an older one beside them would mislead
 
 
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+        return True
+    except Exception:  # noqa: BLE001 - broken or missing: either way not measured
+        return False
+
+
+def _backends(profile: DeviceProfile, manifest: Manifest, say: Log) -> tuple[str, ...]:
+    """The profile's back-end and its installed optional ones; one line for what is left out and why."""
+    backends = profile.backends(installed=tuple(b for b in profile.optional_backends if _importable(b)))
+    for name in profile.optional_backends:
+        if name not in backends:
+            say(
+                f"note: {name} is not installed, so '{profile.name}' measures {', '.join(backends)} only "
+                f"({INSTALL_HINTS.get(name, (name, 'pip install ' + name))[1]})"
+            )
+    if tensorrt_int8_only(manifest, profile, backends) and len(profile.precisions) > 1:
+        say(
+            "note: the INT8 graphs here are calibrated for TensorRT (S8S8) and are not measured on CPU back-ends, "
+            "where they run slower than FP32; calibrate --target cpu for CPU INT8"
+        )
+    return backends
+
+
 def _sweep(
     jobs: list[Job], profile: DeviceProfile, env: dict[str, Any], *, timeout: float, progress: bool, log: Log
 ) -> list[ResultRow]:
@@ -301,6 +329,7 @@ def bench(
     env = capture(profile.backend, profile.resolved_threads())
     for note in warnings_for(env):
         say(f"warning: {note}")
+    backends = _backends(profile, manifest, say)
     jobs = plan_jobs(
         manifest,
         profile,
@@ -309,6 +338,7 @@ def bench(
         checkpoint=str(checkpoint) if checkpoint else None,
         dataset=dataset_ref,
         engine_cache=str(engine_cache) if engine_cache else None,
+        backends=backends,
     )
     rows = _sweep(jobs, profile, env, timeout=job_timeout, progress=progress, log=say)
     results = BenchResults(

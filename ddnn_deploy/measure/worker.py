@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..runners.accuracy import runner_accuracy
+from ..runners.base import PrecisionUnsupported
 from ..runners.factory import graph_runner
 from .plan import Job
 from .timing import latency_stats, measure
@@ -52,6 +53,8 @@ def make_runner(job: Job):
         onnx_sha256=job.sha256,
         max_batch=max(job.batch_sizes),
         batch_sizes=job.batch_sizes,
+        hint=job.hint,
+        selector_depths=job.selector_depths,
         graph_precision=job.graph_precision,
         engine_cache=job.engine_cache,
     )
@@ -171,6 +174,9 @@ def main(job_path: str, result_path: str) -> int:
     job = Job.model_validate_json(Path(job_path).read_text())
     try:
         rows = run_job(job)
+        code = 0
+    except PrecisionUnsupported as exc:  # e.g. OpenVINO's bf16 on a CPU without BF16: skipped, with the reason
+        rows = [{**row, "status": "skipped"} for row in error_rows(job.batch_sizes, str(exc))]
         code = 0
     except BaseException as exc:  # noqa: BLE001 - report every failure as a failed row
         message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"

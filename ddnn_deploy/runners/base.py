@@ -11,12 +11,22 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UsageError
+
+
+class PrecisionUnsupported(Exception):
+    """This device cannot run the precision asked for (OpenVINO's bf16 on a CPU without native BF16): the bench
+    records the rows as skipped, with this reason, and goes on."""
+
 
 class Runner:
     name = "runner"
     # GPU compute time (ms) of each call of the ``timed`` callable, where the back-end can time the device alone
     # (CUDA events around the enqueue); None where it cannot
     compute_ms: list[float] | None = None
+    # a selector graph's depths: a ``depth`` input outside them is refused before the back-end sees it (OpenVINO
+    # would return zeros for a depth the graph lacks, onnxruntime raises)
+    selector_depths: list[int] | None = None
 
     def __init__(self) -> None:
         self.active = False
@@ -36,7 +46,20 @@ class Runner:
         """Run one inference; ``feed`` maps input names to arrays. Returns the outputs as numpy."""
         if not self.active:
             raise RuntimeError(f"{self.name}: call activate() (or use `with`) before infer()")
+        self.check_depth(feed)
         return self._infer(feed)
+
+    def check_depth(self, feed: dict[str, np.ndarray]) -> None:
+        """Refuse a selector ``depth`` the graph does not hold, on every back-end, before any call."""
+        if self.selector_depths is None or "depth" not in feed:
+            return
+        value = np.asarray(feed["depth"])
+        depth = int(value) if value.size == 1 and np.issubdtype(value.dtype, np.integer) else None
+        if depth not in self.selector_depths:
+            raise UsageError(
+                f"depth {value.tolist()!r} is not one of this selector graph's depths "
+                f"({', '.join(map(str, self.selector_depths))})"
+            )
 
     def timed(self, feed: dict[str, np.ndarray]) -> Callable[[], object]:
         """One inference as a zero-argument callable for the timing loop. Back-ends that can do the per-call work
@@ -44,6 +67,7 @@ class Runner:
         not set-up; GPU back-ends also fill ``compute_ms``. The default calls ``infer``."""
         if not self.active:
             raise RuntimeError(f"{self.name}: call activate() (or use `with`) before timed()")
+        self.check_depth(feed)
         return lambda: self._infer(feed)
 
     def compute_timer(self, feed: dict[str, np.ndarray]) -> Callable[[], object] | None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-GRAPH_BACKENDS = ("onnxruntime", "tensorrt")
+GRAPH_BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 
 def graph_runner(
@@ -21,18 +21,27 @@ def graph_runner(
     graph_precision: str = "fp32",
     engine_cache: str | Path | None = None,
     batch_sizes: Sequence[int] | None = None,
+    hint: str = "latency",
+    selector_depths: Sequence[int] | None = None,
 ) -> Any:
-    """A runner for an exported ONNX graph on ``backend`` (onnxruntime or tensorrt); nothing loads until
-    ``activate``. ``precision`` is what is measured; ``graph_precision`` what the file holds (TensorRT
-    builds FP16 engines from an FP32 graph with its builder flag)."""
+    """A runner for an exported ONNX graph on ``backend`` (onnxruntime, openvino or tensorrt); nothing loads until
+    ``activate``. ``precision`` is what is measured; ``graph_precision`` what the file holds (TensorRT builds FP16
+    engines from an FP32 graph with its builder flag, OpenVINO BF16 from it with its precision hint).
+    ``selector_depths``: the depths of a selector graph, checked before every call on every back-end."""
     if backend == "onnxruntime":
         from .onnxruntime_runner import OrtRunner
 
-        return OrtRunner(file, provider=provider, threads=threads, precision=precision, engine_cache=engine_cache)
-    if backend == "tensorrt":
+        runner: Any = OrtRunner(
+            file, provider=provider, threads=threads, precision=precision, engine_cache=engine_cache
+        )
+    elif backend == "openvino":
+        from .openvino_runner import OvRunner
+
+        runner = OvRunner(file, precision=precision, threads=threads, hint=hint, engine_cache=engine_cache)
+    elif backend == "tensorrt":
         from .tensorrt_runner import TrtRunner
 
-        return TrtRunner(
+        runner = TrtRunner(
             file,
             precision=precision,
             cache_dir=engine_cache,
@@ -41,4 +50,7 @@ def graph_runner(
             batch_sizes=batch_sizes,
             graph_precision=graph_precision,
         )
-    raise ValueError(f"no graph runner for back-end {backend!r}; choose one of {', '.join(GRAPH_BACKENDS)}")
+    else:
+        raise ValueError(f"no graph runner for back-end {backend!r}; choose one of {', '.join(GRAPH_BACKENDS)}")
+    runner.selector_depths = sorted(selector_depths) if selector_depths is not None else None
+    return runner

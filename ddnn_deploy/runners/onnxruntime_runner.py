@@ -99,7 +99,7 @@ class OrtRunner(Runner):
         }[self.graph_optimization]
         cache = None
         if self.provider == "tensorrt":
-            from .ort_engine_cache import check_cache
+            from .cache_ledger import check_cache
 
             cache = self.engine_cache / "ort-tensorrt"
             check_cache(cache)  # refuse engine files this tool did not write before onnxruntime loads them
@@ -122,7 +122,7 @@ class OrtRunner(Runner):
     def _deactivate(self) -> None:
         self.session = None
         if self._cache is not None and self._cache.is_dir():
-            from .ort_engine_cache import record_cache
+            from .cache_ledger import record_cache
 
             record_cache(self._cache)  # the engines onnxruntime built in this run are now known ones
 
@@ -138,7 +138,7 @@ class OrtRunner(Runner):
         ort = import_onnxruntime()
         binding = self.session.io_binding()
         values = {
-            name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), device, 0) for name, v in feed.items()
+            name: ort.OrtValue.ortvalue_from_numpy(np.asarray(v, order="C"), device, 0) for name, v in feed.items()
         }
         for name, value in values.items():
             binding.bind_ortvalue_input(name, value)

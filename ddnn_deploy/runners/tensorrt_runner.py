@@ -352,6 +352,7 @@ class TrtRunner(Runner):
         """End to end as trtexec's "Latency" (page-locked H2D, enqueue, D2H, wait); each call also appends the
         GPU compute time between two CUDA events around the enqueue (trtexec's "GPU Compute Time") to
         ``compute_ms``."""
+        self.check_depth(feed)
         inputs, outputs = self._bind(feed)
         buffers, context, stream = self.buffers, self.context, self.buffers.stream_handle
         start, end = self._events

@@ -66,6 +66,7 @@ class TorchRunner(Runner):
         if not self.device.startswith("cuda"):
             return super().timed(feed)
         torch = self.torch
+        self.check_depth(feed)
         host = torch.from_numpy(np.ascontiguousarray(feed["input"])).to(self.dtype).pin_memory()
         out = torch.empty((host.shape[0], *self._output_shape(host)), dtype=torch.float32).pin_memory()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

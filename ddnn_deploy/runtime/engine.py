@@ -53,7 +53,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def _make_runner(profile: DeviceProfile, file: Path, artifact: Artifact, precision: str) -> Any:
     if profile.backend not in GRAPH_BACKENDS:
-        raise UsageError(f"the runtime runs exported graphs on onnxruntime or tensorrt, not {profile.backend!r}")
+        raise UsageError(f"the runtime runs exported graphs on {', '.join(GRAPH_BACKENDS)}, not {profile.backend!r}")
     return graph_runner(
         profile.backend,
         file,
@@ -62,7 +62,10 @@ def _make_runner(profile: DeviceProfile, file: Path, artifact: Artifact, precisi
         threads=profile.resolved_threads(),
         onnx_sha256=artifact.sha256,
         max_batch=max(profile.batch_sizes),
+        batch_sizes=profile.batch_sizes,
         graph_precision=artifact.precision,
+        hint=profile.hint,
+        selector_depths=artifact.depths if artifact.kind == "selector" else None,
     )
 
 
@@ -126,7 +129,16 @@ class DepthRuntime:
             profile = profile.model_copy(update={"threads": threads})
         bench = _load_results(results, manifest)
         runners = _runners(manifest, profile, precision, use_selector)
-        policy = _policy(sorted(runners), bench, precision, depth=depth, slo_ms=slo_ms, budget_ms=budget_ms, stat=stat)
+        policy = _policy(
+            sorted(runners),
+            bench,
+            precision,
+            profile.backend,
+            depth=depth,
+            slo_ms=slo_ms,
+            budget_ms=budget_ms,
+            stat=stat,
+        )
         runtime = cls(manifest, runners, precision=precision, use_selector=use_selector, policy=policy, results=bench)
         for runner in {id(r): r for r in runners.values()}.values():
             runner.activate()
@@ -173,6 +185,7 @@ class DepthRuntime:
 
     def logits(self, pixels: np.ndarray, depth: int) -> np.ndarray:
         """Raw logits of float32 NCHW pixels (0-255 units) at ``depth``."""
+        depth = self.check_depth(depth)  # before any back-end sees it
         runner = self._runners[depth]
         feed = {"input": self._preprocess.apply(pixels)}
         if self.use_selector:
@@ -240,8 +253,11 @@ def _runners(manifest: Manifest, profile: DeviceProfile, precision: str, use_sel
         selector = next(manifest.select(kind="selector"), None)
         if selector is None:
             raise UsageError(f"{manifest.root} has no selector graph; export with --selector, or drop use_selector")
-        if precision != "fp32":
-            raise UsageError("the selector graph is FP32 only (static INT8 does not reach inside If branches)")
+        if precision != "fp32" and not (precision == "bf16" and profile.backend == "openvino"):
+            raise UsageError(
+                "the selector graph is FP32 only (static INT8 does not reach inside If branches; OpenVINO runs it "
+                "in bf16 too)"
+            )
         runner = _make_runner(profile, manifest.file(selector), selector, precision)
         return {depth: runner for depth in selector.depths}
     chosen = list(manifest.select(kind="depth"))
@@ -261,6 +277,7 @@ def _policy(
     depths: list[int],
     results: BenchResults | None,
     precision: str,
+    backend: str,
     *,
     depth: int | None,
     slo_ms: float | None,
@@ -276,12 +293,13 @@ def _policy(
     if budget_ms is not None or slo_ms is not None:
         if results is None:
             raise UsageError("a latency budget or SLO needs the bench results of these artifacts (results=...)")
-        rows = [r for r in results.rows if r.precision == precision and r.depth in depths]
+        # the rows of the back-end and precision that will run (one results file may hold several back-ends)
+        rows = [r for r in results.rows if r.precision == precision and r.backend == backend and r.depth in depths]
         if budget_ms is not None:
             return FixedPolicy(pick_depth(rows, budget_ms, stat=stat).depth)
         table = latency_table(rows, stat=stat, precision=precision)
         missing = sorted(set(depths) - set(table))
         if missing:
-            raise UsageError(f"the results hold no {precision} batch-1 {stat} latency for depth(s) {missing}")
+            raise UsageError(f"the results hold no {backend} {precision} batch-1 {stat} latency for depth(s) {missing}")
         return SLOController(table, slo_ms)  # type: ignore[arg-type]
     return FixedPolicy(depths[-1])

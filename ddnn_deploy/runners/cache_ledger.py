@@ -1,4 +1,4 @@
-"""The onnxruntime TensorRT provider's engine cache, kept trustworthy.
+"""Engine caches kept trustworthy: onnxruntime's TensorRT provider's and OpenVINO's compiled models.
 
 onnxruntime deserializes whatever engine files sit in ``trt_engine_cache_path`` (native code, chosen by file
 name). ddnn-deploy therefore keeps a ledger, ``ddnn-engines.json``, of every file the provider wrote there under
@@ -55,7 +55,7 @@ def check_cache(cache: Path) -> None:
         else:
             continue
         raise EngineMismatchError(
-            f"{path} {problem}; onnxruntime would load it as native code: delete it (or {cache}) to rebuild"
+            f"{path} {problem}; the back-end would load it as native code: delete it (or {cache}) to rebuild"
         )
 
 
