@@ -288,7 +288,7 @@ def test_plan_jobs_int8_target_preference():
         ("openvino", "net-d14.fp32.onnx"),
         ("openvino", "net-d8.fp32.onnx"),
     ]
-    with pytest.raises(UsageError, match="precisions \\['bf16'\\] on onnxruntime"):
+    with pytest.raises(UsageError, match="precisions \\['bf16'\\] on onnxruntime\\); bf16 is measured on openvino"):
         plan_jobs(_plan_manifest(), bf16, backends=["onnxruntime"])
 
 

@@ -199,3 +199,13 @@ def test_the_runtime_predicts_on_openvino(folder):
     runner = with_ov._runners[14]  # and the runner under it checks too
     with pytest.raises(UsageError, match="selector graph's depths"):
         runner.infer({"input": np.zeros((1, 1, 28, 28), np.float32), "depth": np.asarray(9)})
+
+
+def test_several_runners_share_one_cache_in_one_process(folder):
+    """The runtime activates one runner per depth before any is closed: each must accept the others' blobs."""
+    runners = [OvRunner(folder / f"cifar_resnet20-d{d}.onnx", threads=1) for d in (8, 14)]
+    for runner in runners:
+        runner.activate()
+    for runner in runners:
+        assert runner.infer({"input": _x(1)})[0].shape == (1, 10)
+        runner.deactivate()

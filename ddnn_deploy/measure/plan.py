@@ -164,7 +164,11 @@ def plan_jobs(
                     )
     if not jobs:
         hint = "export or calibrate first"
-        if tensorrt_int8_only(manifest, profile, backends):
+        unsupported = [p for p in profile.precisions if not any(p in BACKEND_PRECISIONS[b] for b in backends)]
+        if unsupported == list(profile.precisions):
+            where = {p: [b for b, ps in BACKEND_PRECISIONS.items() if p in ps] for p in unsupported}
+            hint = "; ".join(f"{p} is measured on {' or '.join(bs)}" for p, bs in where.items())
+        elif tensorrt_int8_only(manifest, profile, backends):
             hint = (
                 "the INT8 graphs here are calibrated for TensorRT (S8S8), which runs slower than FP32 on CPU "
                 "back-ends: calibrate --target cpu"

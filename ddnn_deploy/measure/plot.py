@@ -9,6 +9,8 @@ from ..atomic import atomic_path
 from ..errors import MissingDependencyError, optional_import
 from ..formats.results import BenchResults, ResultRow
 
+MARKERS = {"onnxruntime": "o", "openvino": "s", "tensorrt": "^", "torch": "D"}  # one per back-end; colour per precision
+
 
 def pareto_front(points: list[tuple[float, float, Any]]) -> list[tuple[float, float, Any]]:
     """Points (latency, accuracy, label) not beaten by another that is both faster and more accurate."""
@@ -39,7 +41,8 @@ def plot_results(results: BenchResults, path: str | Path, *, stat: str = "p50", 
     for (precision, backend, kind), members in sorted(groups.items()):
         xs = [m.latency(stat) for m in members]
         ys = [m.top1 for m in members]
-        ax.scatter(xs, ys, label=f"{backend} {precision}" + (" (selector)" if kind == "selector" else ""), zorder=3)
+        label = f"{backend} {precision}" + (" (selector)" if kind == "selector" else "")
+        ax.scatter(xs, ys, label=label, marker=MARKERS.get(backend, "o"), zorder=3)
         for m, x, y in zip(members, xs, ys):
             ax.annotate(str(m.depth), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
             points.append((x, y, m.depth))

@@ -88,6 +88,10 @@ class OvRunner(Runner):
         except RuntimeError as exc:
             first = " ".join(str(exc).split())[:300]
             raise ArtifactsError(f"OpenVINO cannot load {self.path.name}: {first}; re-export the folder") from None
+        from .cache_ledger import record_cache
+
+        record_cache(self.cache)  # OpenVINO wrote its blob while compiling: known from now on (other runners of
+        # this folder in this process, e.g. the runtime's per-depth ones, check the folder after this one)
         self.request = self.compiled.create_infer_request()
         self.outputs = list(self.compiled.outputs)
         self.version = ov.__version__ if hasattr(ov, "__version__") else ov.get_version()
