@@ -109,12 +109,16 @@ def benchmark_app(graph: Path, shape: list[int], threads: int, seconds: int = 10
         str(seconds),
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
-    median = re.search(r"Median:\s+([0-9.]+) ms", out.stdout)
-    return {
-        "command": " ".join(["benchmark_app", *cmd[1:]]),
-        "median_ms": float(median.group(1)) if median else None,
-        "error": None if median else out.stdout[-500:] + out.stderr[-500:],
-    }
+    return {"command": " ".join(["benchmark_app", *cmd[1:]]), **parse_benchmark_app(out.stdout + out.stderr)}
+
+
+def parse_benchmark_app(text: str) -> dict:
+    """benchmark_app's median latency in ms (it prints ms, or us for short ones)."""
+    median = re.search(r"Median:\s+([0-9.]+) (ms|us)", text)
+    if median is None:
+        return {"median_ms": None, "error": text[-1000:]}
+    value = float(median.group(1))
+    return {"median_ms": value / 1000 if median.group(2) == "us" else value, "error": None}
 
 
 def harness_median(graph: Path, shape: list[int], threads: int, seconds: float = 10.0) -> float:
