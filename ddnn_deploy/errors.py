@@ -15,6 +15,7 @@ and exits with the class's ``exit_code``. The codes are declared here and nowher
  9    every measurement of a bench failed (``MeasurementError``; the results file is still written)
 10    some measurements of a bench failed (``PartialMeasurementError``; the results file is still written)
 11    another ddnn-deploy run is writing the same folder or file (``BusyError``)
+12    a remote device cannot be reached, refuses us, or lacks ddnn-deploy (``RemoteError``)
 130   interrupted (Ctrl-C or SIGTERM)
 ====  ==========================================================================
 """
@@ -119,6 +120,13 @@ class BusyError(DDNNError):
     """Another run holds the lock of the folder or file this run would write."""
 
     exit_code = 11
+
+
+class RemoteError(DDNNError):
+    """A remote device (``bench --host``, ``fleet``) cannot be reached, its host key is unknown or changed, it
+    refuses the key, or it lacks (this version of) ddnn-deploy."""
+
+    exit_code = 12
 
 
 # module -> (what it is for, the command that installs it)

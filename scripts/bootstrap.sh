@@ -3,7 +3,8 @@
 #   1. a virtual environment in .venv (Debian's Python refuses system-wide pip installs);
 #   2. torch's CPU wheel FIRST (a bare `torch` requirement would pull a multi-GB CUDA build);
 #   3. the project itself with its export/openvino/plot/serve/dev extras;
-#   4. the Debian package dataset-fashion-mnist when its files are absent.
+#   4. the Debian package dataset-fashion-mnist when its files are absent;
+#   5. openssh-server and openssh-client (a real sshd for the remote-bench tests) when absent.
 # Re-running is cheap: steps whose result is already there are skipped.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,6 +47,14 @@ if [ ! -e "$FMNIST_DIR/t10k-images-idx3-ubyte.gz" ] && [ ! -e "$FMNIST_DIR/t10k-
     if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null 2>&1; then
+    # the remote-bench tests (tests/test_remote.py) start a real sshd on a loopback port
+    say "installing the Debian packages openssh-server and openssh-client"
+    SUDO=""
+    if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null
 fi
 rm -f "$LOG"
 say "ready: $VENV"

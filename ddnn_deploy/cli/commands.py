@@ -11,14 +11,15 @@ import click
 from ..data import DATASETS
 from ..distill.config import MODES, TrainConfig
 from ..distill.config import default as train_default
+from ..errors import UsageError
 from ..formats.profiles import BUILTIN_PROFILES
 from ..formats.results import LATENCY_STATS
 from ..onnx_export.settings import DEFAULT_OPSET, EXPORTERS, FP32_TOLERANCE
 from ..quantize.config import METHODS, TARGETS, QuantConfig
 
 
-def _depth_numbers(text: str | None) -> list[int] | None:
-    """``"8,20"`` -> [8, 20] for commands that select among exported depths by number."""
+def _depth_numbers(text: str | None, what: str = "--depths") -> list[int] | None:
+    """``"8,20"`` -> [8, 20] for commands that select among exported depths by number (or take batch sizes)."""
     if not text:
         return None
     from ..errors import UsageError
@@ -26,7 +27,7 @@ def _depth_numbers(text: str | None) -> list[int] | None:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise UsageError(f"--depths takes depth numbers separated by commas (e.g. 8,20), not {text!r}") from None
+        raise UsageError(f"{what} takes numbers separated by commas (e.g. 8,20), not {text!r}") from None
 
 
 def _precisions(text: str | None) -> list[str] | None:
@@ -406,6 +407,19 @@ def _print_bench(results, title: str) -> None:
     show_default=True,
     help="Latency statistic for --budget-ms.",
 )
+@click.option("--warmup", type=int, default=None, help="Warm-up iterations (overrides the profile).")
+@click.option("--iterations", type=int, default=None, help="At least this many timed iterations (overrides).")
+@click.option("--duration", type=float, default=None, help="At least this many seconds of timing (overrides).")
+@click.option("--threads", type=int, default=None, help="CPU threads (overrides the profile).")
+@click.option("--batch-sizes", default=None, help="Batch sizes, e.g. 1,8 (overrides the profile).")
+@click.option("--host", default=None, help="Bench on this device over SSH ([user@]name); results come back here.")
+@click.option("--port", type=int, default=22, show_default=True, help="SSH port of --host.")
+@click.option("--identity", default=None, help="SSH private key for --host (default: ssh's keys and agent).")
+@click.option("--remote-python", default="python3", show_default=True, help="Interpreter on --host with ddnn-deploy.")
+@click.option("--known-hosts", default=None, help="known_hosts file for --host (default: ssh's).")
+@click.option(
+    "--accept-new-host-key", is_flag=True, help="Trust --host's key on first use (a changed key is still refused)."
+)
 @click.option("--no-progress", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results on stdout.")
 def bench_command(
@@ -424,17 +438,27 @@ def bench_command(
     precision,
     budget_ms,
     stat,
+    warmup,
+    iterations,
+    duration,
+    threads,
+    batch_sizes,
+    host,
+    port,
+    identity,
+    remote_python,
+    known_hosts,
+    accept_new_host_key,
     no_progress,
     as_json,
 ) -> None:
     """Measure latency, throughput, accuracy and memory of every depth on a device profile."""
-    from ..measure.sweep import bench
     from ..pick import check_budget, pick_depth
 
     if budget_ms is not None:
         check_budget(budget_ms, stat)
-    results = bench(
-        artifacts,
+    overrides = _profile_overrides(warmup, iterations, duration, threads, batch_sizes)
+    common = dict(
         device=device,
         profiles_file=profiles_file,
         dataset=dataset,
@@ -442,21 +466,34 @@ def bench_command(
         limit=limit,
         depths=_depth_numbers(depths),
         include_selector=include_selector,
-        checkpoint=ckpt,
         results_path=results_path,
         force=force,
         engine_cache=engine_cache,
-        progress=not no_progress,
         precisions=_precisions(precision),
+        overrides=overrides,
         log=_log,
     )
+    if host is not None:
+        from ..remote import SSHTarget, bench_on_host
+
+        if ckpt is not None:
+            raise UsageError("--ckpt (the torch reference) runs where the checkpoint is: bench it without --host")
+        target = SSHTarget(
+            host, port=port, identity=identity, python=remote_python, known_hosts=known_hosts,
+            accept_new_host_key=accept_new_host_key,
+        )  # fmt: skip
+        results = bench_on_host(artifacts, target, **common)
+    else:
+        from ..measure.sweep import bench
+
+        results = bench(artifacts, checkpoint=ckpt, progress=not no_progress, **common)
     if as_json:
         _echo_json(results.to_json_dict())
     else:
         _print_bench(results, f"{results.arch} on {device} -> {results_path}")
     if budget_ms is not None:
         _print_pick(pick_depth(results, budget_ms, stat=stat))
-    failed = [r for r in results.rows if r.status != "ok"]
+    failed = [r for r in results.rows if r.status == "error"]  # skipped rows (bf16 without BF16) are not failures
     if failed:
         from ..errors import PartialMeasurementError
 
@@ -465,6 +502,19 @@ def bench_command(
             f"{failed[0].precision} batch {failed[0].batch}: {failed[0].error}); the good rows and the errors "
             f"are in {results_path}"
         )
+
+
+def _profile_overrides(warmup, iterations, duration, threads, batch_sizes) -> dict | None:
+    """The knobs trtexec / benchmark_app users expect, as profile fields."""
+    overrides = {}
+    for key, value in (("warmup_iters", warmup), ("min_iters", iterations), ("min_seconds", duration)):
+        if value is not None:
+            overrides[key] = value
+    if threads is not None:
+        overrides["threads"] = threads
+    if batch_sizes is not None:
+        overrides["batch_sizes"] = _depth_numbers(batch_sizes, what="--batch-sizes")
+    return overrides or None
 
 
 @click.command("pick")

@@ -77,9 +77,19 @@ def resolve_profile(
     profiles_file: str | Path | None,
     precisions: Sequence[str] | None,
     timing: TimingSettings | None,
+    overrides: dict[str, Any] | None = None,
 ) -> DeviceProfile:
-    """The profile object with the caller's precision and timing overrides applied."""
+    """The profile object with the caller's precision, timing and other field overrides applied (``overrides``:
+    profile fields such as ``threads``, ``batch_sizes``, ``min_iters``; checked like a profile file's)."""
     profile = get_profile(device, profiles_file)
+    if overrides:
+        from ..errors import ProfileError
+        from ..formats._schema import validate
+
+        data = {**profile.model_dump(mode="json"), **overrides}
+        profile = validate(
+            DeviceProfile, data, where=f"profile '{profile.name}' with the given overrides", error=ProfileError
+        )
     if precisions:
         if isinstance(precisions, str) or any(p not in PRECISIONS for p in precisions):
             raise UsageError(f"precisions must be a list of {', '.join(PRECISIONS)}, not {precisions!r}")
@@ -302,18 +312,20 @@ def bench(
     job_timeout: float = 1800.0,
     progress: bool = True,
     log: Log | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> BenchResults:
     """Measure every per-depth artifact (and the selector, if asked) on ``device``.
 
-    ``device`` is a profile name (built in or from ``profiles_file``) or a ``DeviceProfile``; ``timing`` and
-    ``precisions`` override the profile's. With ``results_path`` the results are written there (JSON + CSV,
+    ``device`` is a profile name (built in or from ``profiles_file``) or a ``DeviceProfile``; ``timing``,
+    ``precisions`` and ``overrides`` (profile fields, e.g. ``{"threads": 2, "batch_sizes": [1, 8]}``) override
+    the profile's. With ``results_path`` the results are written there (JSON + CSV,
     and a PNG of accuracy against latency when ``plot`` and matplotlib allow). Returns the results.
 
     ``results_path`` may replace an earlier results file; anything else there needs ``force``, and the export
     folder's own files (its manifest, graphs, engine cache) are never written.
     """
     say = log or (lambda message: None)
-    profile = resolve_profile(device, profiles_file, precisions, timing)
+    profile = resolve_profile(device, profiles_file, precisions, timing, overrides)
     check_backend(profile)
     manifest = read_manifest(artifacts)
     if results_path is not None:
