@@ -117,3 +117,60 @@ def test_bad_arguments_are_caught_before_connecting(tmp_path):
         SSHTarget("h", identity=str(tmp_path / "none"))
     assert "not in known_hosts" in ssh_failure(SSHTarget("h"), "Host key verification failed.")
     assert isinstance(RemoteError("x"), Exception) and RemoteError.exit_code == 12
+
+
+PROFILES = """
+[profiles.q-ort]
+extends = "x86-cpu"
+optional_backends = []
+precisions = ["fp32"]
+threads = 1
+batch_sizes = [1]
+warmup_iters = 2
+warmup_seconds = 0.0
+min_iters = 10
+min_seconds = 0.0
+
+[profiles.q-ov]
+extends = "q-ort"
+backend = "openvino"
+"""
+
+
+def test_a_fleet_of_three_hosts_one_broken(server, tiny_artifacts, tmp_path):
+    """The loopback sshd under two profiles, plus a host that does not answer: two picks and one error."""
+    pytest.importorskip("openvino", reason="the second device profile runs OpenVINO")
+    user = getpass.getuser()
+    (tmp_path / "profiles.toml").write_text(PROFILES)
+    fleet = tmp_path / "fleet.toml"
+
+    def device(name, port, profile, budget):
+        return (
+            f'[devices.{name}]\nhost = "{user}@127.0.0.1"\nport = {port}\ndevice = "{profile}"\n'
+            f'budget_ms = {budget}\npython = "{sys.executable}"\nidentity = "{server.client_key}"\n'
+        )
+
+    fleet.write_text(
+        device("server-a", server.port, "q-ort", 50)
+        + device("server-b", server.port, "q-ov", 50)
+        + device("gone", sshd.free_port(), "q-ort", 5)
+    )
+    out = tmp_path / "fleet"
+    args = ["fleet", "bench", "--fleet", str(fleet), "--artifacts", str(tiny_artifacts), "--out", str(out)]
+    args += ["--profiles", str(tmp_path / "profiles.toml"), "--known-hosts", str(server.known_hosts)]
+    result = cli_runner().invoke(cli, [*args, "--dataset", "fashion-mnist", "--limit", "100"])
+    assert result.exit_code == 10, result.output  # one device failed, the others' results are there
+    assert "1 of 3 devices failed (gone: cannot reach" in result.stderr.splitlines()[-1]
+    assert sorted(p.name for p in out.glob("*.json")) == ["fleet.json", "server-a.json", "server-b.json"]
+    plan = cli_runner().invoke(cli, ["fleet", "plan", "--results", str(out), "--stat", "p50", "--json"])
+    assert plan.exit_code == 0, plan.output
+    devices = {d["name"]: d for d in json.loads(plan.stdout)["devices"]}
+    assert devices["server-a"]["backend"] == "onnxruntime" and devices["server-b"]["backend"] == "openvino"
+    for name in ("server-a", "server-b"):
+        rows = json.loads((out / f"{name}.json").read_text())["rows"]
+        best = max(r["accuracy"]["top1"] for r in rows)  # every depth fits 50 ms: the most accurate is picked
+        assert devices[name]["top1"] == best and devices[name]["error"] is None
+        assert devices[name]["depth"] in (8, 14) and devices[name]["latency_ms"] <= 50
+    assert "cannot reach" in devices["gone"]["error"] and "depth" not in devices["gone"]
+    table = cli_runner().invoke(cli, ["fleet", "plan", "--results", str(out)])
+    assert table.exit_code == 0 and "deployment plan" in table.stdout

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .commands import bench_command, calibrate_command, convert, eval_command, export_command, info, pick_command, train
 from .demo_cmd import demo
+from .fleet_cmds import fleet
 from .main import cli
 from .runtime_cmds import predict_command, serve_command
 
@@ -21,6 +22,7 @@ COMMANDS = (
     pick_command,
     predict_command,
     serve_command,
+    fleet,
     demo,
 )
 for _command in COMMANDS:
