@@ -78,7 +78,16 @@ def pick_depth(
             f"no depth fits {budget_ms:g} ms ({stat}){floor}: the fastest, depth {fastest.depth} "
             f"({fastest.precision}, {fastest.backend}), takes {fastest.latency(stat):.3f} ms"
         )
-    best = min(fits, key=lambda r: (-(r.top1 if r.top1 is not None else float("-inf")), r.latency(stat)))
+    # rows with accuracy rank by it (ties to the faster); without accuracy the deeper depth that fits is the better
+    # guess of the more accurate one (a DDNN's deeper sub-nets are trained to be), not the faster
+    best = min(
+        fits,
+        key=lambda r: (
+            -(r.top1 if r.top1 is not None else float("-inf")),
+            -r.depth if r.top1 is None else 0,
+            r.latency(stat),
+        ),
+    )
     accuracy = best.accuracy
     return Pick(
         depth=best.depth,

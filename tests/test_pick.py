@@ -66,3 +66,11 @@ def test_bad_budget_and_stat():
             pick_depth(ROWS, budget)
     with pytest.raises(UsageError, match="p90"):
         pick_depth(ROWS, 1, stat="p42")
+
+
+def test_without_accuracy_the_deepest_depth_that_fits_is_picked_not_the_fastest():
+    rows = [_row(8, 0.1, None), _row(14, 0.2, None), _row(20, 0.5, None)]
+    assert pick_depth(rows, 0.3).depth == 14  # 20 does not fit; 14 is deeper than 8
+    assert pick_depth(rows, 1.0).depth == 20
+    # rows with accuracy still rank above rows without it
+    assert pick_depth([*rows, _row(8, 0.1, 90.0, precision="int8")], 1.0).depth == 8

@@ -335,6 +335,9 @@ def _print_pick(pick) -> None:
         f"pick: depth {pick.depth} ({pick.backend} {pick.precision}, batch {pick.batch}): "
         f"{pick.stat} {pick.latency_ms:.3f} ms <= {pick.budget_ms:g} ms{acc}"
     )
+    if pick.top1 is None:
+        _log("note: these results hold no accuracy, so the deepest depth that fits was picked, not the most accurate "
+             "(bench with --dataset to rank by accuracy)")  # fmt: skip
 
 
 def _print_bench(results, title: str) -> None:

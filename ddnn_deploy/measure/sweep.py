@@ -252,6 +252,13 @@ def write_outputs(results: BenchResults, path: Path, *, plot: bool) -> None:
             png.unlink(missing_ok=True)  # no plot of these results: an older one beside them would mislead
 
 
+def _check_depths(depths: Any) -> None:
+    if depths is not None and (
+        isinstance(depths, (str, bytes)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in depths)
+    ):
+        raise UsageError(f"depths must be a list of exported depth numbers, not {depths!r}")
+
+
 def _importable(module: str) -> bool:
     try:
         importlib.import_module(module)
@@ -333,10 +340,7 @@ def bench(
     if checkpoint is not None:
         check_checkpoint_matches(Path(checkpoint), manifest)
     remove_stale_temps(tempfile.gettempdir(), "ddnn")  # the work folders of killed benches
-    if depths is not None and (
-        isinstance(depths, (str, bytes)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in depths)
-    ):
-        raise UsageError(f"depths must be a list of exported depth numbers, not {depths!r}")
+    _check_depths(depths)
     dataset_ref = _dataset_ref(manifest, dataset, data_dir, limit)
     env = capture(profile.backend, profile.resolved_threads())
     for note in warnings_for(env):
