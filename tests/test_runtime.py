@@ -277,7 +277,8 @@ def test_server_predicts_reports_health_and_metrics(runtime, images):
         answer = json.loads(body)
         timing = parse_server_timing(headers["server-timing"])
         assert set(timing) == {"decode", "queue", "infer"} and all(v >= 0 for v in timing.values())
-        assert sum(timing.values()) <= answer["latency_ms"] + 1e-3  # the parts fit inside the whole
+        # the parts fit inside the whole (each part is rounded to 3 decimals: up to 0.5 us each)
+        assert sum(timing.values()) <= answer["latency_ms"] + 2e-3
         expected = runtime.predict(images.images[0])[0]
         assert answer["predictions"][0]["label"] == expected.label and answer["depth"] == runtime.depth
         assert answer["predictions"][0]["score"] == pytest.approx(expected.score, abs=1e-6)

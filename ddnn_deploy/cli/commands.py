@@ -27,7 +27,8 @@ def _depth_numbers(text: str | None, what: str = "--depths") -> list[int] | None
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise UsageError(f"{what} takes numbers separated by commas (e.g. 8,20), not {text!r}") from None
+        kind = "depth numbers" if what == "--depths" else "numbers"
+        raise UsageError(f"{what} takes {kind} separated by commas (e.g. 8,20), not {text!r}") from None
 
 
 def _precisions(text: str | None) -> list[str] | None:
