@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .commands import bench_command, calibrate_command, convert, eval_command, export_command, info, pick_command, train
 from .demo_cmd import demo
-from .fleet_cmds import fleet
+from .fleet_cmds import compare_command, fleet
 from .main import cli
 from .runtime_cmds import predict_command, serve_command
 
@@ -23,6 +23,7 @@ COMMANDS = (
     predict_command,
     serve_command,
     fleet,
+    compare_command,
     demo,
 )
 for _command in COMMANDS:

@@ -68,3 +68,36 @@ def fleet_plan_command(folder, stat, as_json) -> None:
     ]  # fmt: skip
     columns = ["device", "host", "profile", "budget ms", "depth", "runs on", f"{stat} ms", "top-1 %", "status"]
     print_table(f"deployment plan ({folder})", columns, rows)
+
+
+@click.command("compare")
+@click.argument("results", nargs=-1, required=True)
+@click.option("--stat", type=click.Choice(LATENCY_STATS), default="p50", show_default=True)
+@click.option("--batch", type=int, default=1, show_default=True, help="Compare rows of this batch size.")
+@click.option("--plot", "plot_path", default=None, help="Write accuracy against latency, one front per file.")
+@click.option("--allow-different-models", is_flag=True, help="Compare results of different checkpoints anyway.")
+@click.option("--json", "as_json", is_flag=True)
+def compare_command(results, stat, batch, plot_path, allow_different_models, as_json) -> None:
+    """The same depths side by side across devices or runs: latency ratio to the first file, top-1 difference."""
+    from ..compare import compare_results, plot_comparison
+
+    comparison = compare_results(results, stat=stat, batch=batch, allow_different_models=allow_different_models)
+    if plot_path is not None and plot_comparison(comparison, plot_path) is None:
+        _log("note: no plot (matplotlib missing, or no row has accuracy)")
+    if as_json:
+        _echo_json(comparison)
+        return
+    columns = ["depth", "kind", "back-end", "precision"]
+    for label in comparison["files"]:
+        columns += [f"{label} {stat} ms", "x first", "top-1 %"]
+    rows = []
+    for row in comparison["rows"]:
+        cells = [row["depth"], row["kind"], row["backend"], row["precision"]]
+        for c in row["results"]:
+            cells += [
+                f"{c['latency_ms']:.3f}" if c["latency_ms"] is not None else "-",
+                f"{c['latency_ratio']:.2f}x" if c["latency_ratio"] is not None else "-",
+                f"{c['top1']:.2f}" if c["top1"] is not None else "-",
+            ]
+        rows.append(cells)
+    print_table(f"compare ({stat}, batch {batch})", columns, rows)
