@@ -98,6 +98,9 @@ class ResultRow(Schema):
     accuracy: Optional[Accuracy] = None
     memory_mb: Optional[Dict[str, Optional[float]]] = None
     samples_ms: Optional[List[float]] = None
+    # joules per call and per image and mean watts over the timed loop (RAPL, NVML or tegrastats), or
+    # {"unavailable": why}
+    energy: Optional[Dict[str, Any]] = None
     runner: Optional[Dict[str, Any]] = None
     warning: Optional[str] = None
 

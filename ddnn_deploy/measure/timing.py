@@ -31,8 +31,15 @@ def latency_stats(samples_ms: list[float] | np.ndarray) -> dict[str, float]:
     }
 
 
-def measure(run: Callable[[], object], settings: TimingSettings) -> tuple[dict[str, float], list[float]]:
-    """Warm up, then time ``run`` until both the iteration and the time minimums are met."""
+def measure(
+    run: Callable[[], object],
+    settings: TimingSettings,
+    *,
+    on_start: Callable[[], object] | None = None,
+    on_stop: Callable[[], object] | None = None,
+) -> tuple[dict[str, float], list[float]]:
+    """Warm up, then time ``run`` until both the iteration and the time minimums are met. ``on_start`` and
+    ``on_stop`` run right before and after the timed loop (an energy meter's readings), outside every sample."""
     clock = time.perf_counter
     start = clock()
     done = 0
@@ -40,6 +47,8 @@ def measure(run: Callable[[], object], settings: TimingSettings) -> tuple[dict[s
         run()
         done += 1
     samples: list[float] = []
+    if on_start is not None:
+        on_start()
     start = clock()
     while len(samples) < settings.max_iters and (
         len(samples) < settings.min_iters or clock() - start < settings.min_seconds
@@ -47,4 +56,6 @@ def measure(run: Callable[[], object], settings: TimingSettings) -> tuple[dict[s
         t0 = clock()
         run()
         samples.append((clock() - t0) * 1e3)
+    if on_stop is not None:
+        on_stop()
     return latency_stats(samples), samples

@@ -19,6 +19,7 @@ import numpy as np
 from ..runners.accuracy import runner_accuracy
 from ..runners.base import PrecisionUnsupported
 from ..runners.factory import graph_runner
+from .energy import EnergyReading
 from .plan import Job
 from .timing import latency_stats, measure
 
@@ -94,7 +95,8 @@ def _time_batch(runner: Any, job: Job, batch: int, rng: np.random.Generator) -> 
             "throughput": None,
         }
     feed = {"input": rng.standard_normal((batch, *job.input_shape)).astype(np.float32), **job.feed_extra()}
-    stats, samples = measure(runner.timed(feed), job.timing)
+    energy = EnergyReading(job.backend, job.provider)  # RAPL / NVML / tegrastats, read around the timed loop
+    stats, samples = measure(runner.timed(feed), job.timing, on_start=energy.start, on_stop=energy.stop)
     row = {
         "batch": batch,
         "status": "ok",
@@ -102,6 +104,7 @@ def _time_batch(runner: Any, job: Job, batch: int, rng: np.random.Generator) -> 
         "latency_ms": stats,
         "throughput": batch / (stats["mean"] / 1e3),
         "samples_ms": samples,
+        "energy": energy.result(len(samples), batch),
     }
     compute = gpu_compute(runner, feed, job, len(samples))
     if compute is not None:
