@@ -165,6 +165,8 @@ def push_artifacts(target: SSHTarget, manifest: Manifest, log: Log) -> str:
     size = sum((manifest.root / f).stat().st_size for f in missing)
     log(f"{target.name}: {len(files) - len(missing)} of {len(files)} files already there, sending {len(missing)} "
         f"({size / 1e6:.1f} MB)")  # fmt: skip
+    if not missing:  # every file already there with its sha256: no second round trip (bench re-checks them)
+        return there["dir"]
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for f in missing:
