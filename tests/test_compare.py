@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -41,7 +42,11 @@ def test_the_same_depths_side_by_side(two_runs, tmp_path):
         assert second["top1_diff"] == 0.0  # same model, same images
     result = cli_runner().invoke(cli, ["compare", *map(str, two_runs), "--plot", str(tmp_path / "c.png")])
     assert result.exit_code == 0, result.output
-    assert "one-thread p50 ms" in result.stdout and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert "one-thread p50 ms" in result.stdout
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    else:  # the Python 3.8 job has no matplotlib: a note, no file
+        assert "note: no plot" in result.stderr and not (tmp_path / "c.png").exists()
     as_json = cli_runner().invoke(cli, ["compare", *map(str, two_runs), "--json", "--stat", "p90"])
     assert json.loads(as_json.stdout)["stat"] == "p90"
 
