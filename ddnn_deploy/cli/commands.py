@@ -380,7 +380,8 @@ def _print_bench(results, title: str) -> None:
 
 
 @click.command("bench")
-@click.option("--artifacts", required=True, help="Export directory (manifest.json + graphs).")
+@click.option("--artifacts", default=None, help="Export directory (manifest.json + graphs).")
+@click.option("--onnx", "onnx_path", default=None, help="Instead of --artifacts: one bare ONNX graph (latency only).")
 @click.option(
     "--device",
     default="x86-cpu",
@@ -428,6 +429,7 @@ def _print_bench(results, title: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the results on stdout.")
 def bench_command(
     artifacts,
+    onnx_path,
     device,
     profiles_file,
     dataset,
@@ -457,11 +459,19 @@ def bench_command(
     as_json,
 ) -> None:
     """Measure latency, throughput, accuracy and memory of every depth on a device profile."""
-    from ..pick import check_budget, pick_depth
+    from ..pick import check_budget
 
     if budget_ms is not None:
         check_budget(budget_ms, stat)
     overrides = _profile_overrides(warmup, iterations, duration, threads, batch_sizes)
+    if (artifacts is None) == (onnx_path is None):
+        raise UsageError("give --artifacts (an export folder) or --onnx (one bare graph), one of the two")
+    if onnx_path is not None:
+        given = {"--dataset": dataset, "--limit": limit, "--depths": depths, "--selector": include_selector,
+                 "--ckpt": ckpt, "--precision": precision, "--host": host, "--engine-cache": engine_cache}  # fmt: skip
+        results = _bench_bare(onnx_path, given, device, profiles_file, overrides, results_path, force, no_progress)
+        _report_bench(results, device, results_path, budget_ms, stat, as_json)
+        return
     common = dict(
         device=device,
         profiles_file=profiles_file,
@@ -491,10 +501,28 @@ def bench_command(
         from ..measure.sweep import bench
 
         results = bench(artifacts, checkpoint=ckpt, progress=not no_progress, **common)
+    _report_bench(results, device, results_path, budget_ms, stat, as_json)
+
+
+def _bench_bare(onnx_path, given, device, profiles_file, overrides, results_path, force, no_progress):
+    """bench --onnx: one bare graph's latency; the options that need an export folder are refused."""
+    extra = [flag for flag, value in given.items() if value]
+    if extra:
+        raise UsageError(f"--onnx measures one bare graph's latency: drop {', '.join(extra)}")
+    from ..measure.bare import bench_onnx
+
+    return bench_onnx(onnx_path, device=device, profiles_file=profiles_file, overrides=overrides,
+                      results_path=results_path, force=force, progress=not no_progress, log=_log)  # fmt: skip
+
+
+def _report_bench(results, device, results_path, budget_ms, stat, as_json) -> None:
+    """The table (or JSON), the pick for --budget-ms, and exit 10 when some rows failed."""
+    from ..pick import pick_depth
+
     if as_json:
         _echo_json(results.to_json_dict())
     else:
-        _print_bench(results, f"{results.arch} on {device} -> {results_path}")
+        _print_bench(results, f"{results.arch or results.artifacts.get('onnx')} on {device} -> {results_path}")
     if budget_ms is not None:
         _print_pick(pick_depth(results, budget_ms, stat=stat))
     failed = [r for r in results.rows if r.status == "error"]  # skipped rows (bf16 without BF16) are not failures

@@ -38,6 +38,7 @@ class Job(Schema):
     backend: str
     provider: str
     hint: str = "latency"
+    input_name: str = "input"  # the graph's image input (a bare graph's may be named otherwise)
     threads: Optional[int]
     precision: str  # the precision measured
     graph_precision: str  # the precision of the graph it is measured from

@@ -179,15 +179,19 @@ def _own_files(manifest: Manifest) -> set[Path]:
 def check_results_target(path: Path, manifest: Manifest, *, force: bool) -> None:
     """Refuse, before measuring, a results path that would overwrite the export's own files, or a file that is
     not an earlier results file (a checkpoint, a user's notes) unless ``force``."""
+    protect_and_check(path, _own_files(manifest), manifest.root.resolve() / "engines", str(manifest.root), force=force)
+
+
+def protect_and_check(path: Path, own: set[Path], engines: Path | None, where: str, *, force: bool) -> None:
+    """``check_results_target`` for any set of files that must never be written (``own``, ``engines``)."""
     if path.is_dir():
         raise UsageError(f"--results {path} is a directory; give a file name such as {path / 'results.json'}")
-    own, engines = _own_files(manifest), manifest.root.resolve() / "engines"
     for target in (path, path.with_suffix(".csv"), path.with_suffix(".png")):
         resolved = target.resolve()
-        if resolved in own or engines in resolved.parents:
+        if resolved in own or (engines is not None and engines in resolved.parents):
             raise UsageError(
-                f"--results {path} would overwrite {target.name}, a file of the export folder {manifest.root}; "
-                "write the results elsewhere"
+                f"--results {path} would overwrite {target.name}, a file of the export folder {where}; write the "
+                "results elsewhere"
             )
     if force:
         return

@@ -94,7 +94,7 @@ def _time_batch(runner: Any, job: Job, batch: int, rng: np.random.Generator) -> 
             "latency_ms": None,
             "throughput": None,
         }
-    feed = {"input": rng.standard_normal((batch, *job.input_shape)).astype(np.float32), **job.feed_extra()}
+    feed = {job.input_name: rng.standard_normal((batch, *job.input_shape)).astype(np.float32), **job.feed_extra()}
     energy = EnergyReading(job.backend, job.provider)  # RAPL / NVML / tegrastats, read around the timed loop
     stats, samples = measure(runner.timed(feed), job.timing, on_start=energy.start, on_stop=energy.stop)
     row = {
