@@ -80,14 +80,10 @@ def compare_results(
 
 def plot_comparison(comparison: dict[str, Any], path: str | Path) -> Path | None:
     """Accuracy against latency, one colour and one Pareto front per file; None without matplotlib or accuracy."""
-    from .atomic import atomic_path
-    from .errors import MissingDependencyError, optional_import
-    from .measure.plot import pareto_front
+    from .measure.plot import pareto_front, pyplot, save_plot
 
-    try:
-        optional_import("matplotlib", "the comparison plot").use("Agg")
-        plt = optional_import("matplotlib.pyplot")
-    except MissingDependencyError:
+    plt = pyplot("the comparison plot")
+    if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     drawn = False
@@ -104,14 +100,5 @@ def plot_comparison(comparison: dict[str, Any], path: str | Path) -> Path | None
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_xlabel(f"latency {comparison['stat']} (ms), batch {comparison['batch']}")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title("accuracy against latency, Pareto front per results file")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    xlabel = f"latency {comparison['stat']} (ms), batch {comparison['batch']}"
+    return save_plot(plt, fig, ax, path, xlabel=xlabel, title="accuracy against latency, Pareto front per results file")

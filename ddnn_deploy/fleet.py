@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+from .atomic import writer_lock
 from .errors import DDNNError, UsageError
 from .formats.fleet import Fleet, FleetDevice, FleetEntry, FleetRecord, read_fleet, read_record, write_record
 from .formats.manifest import read_manifest
@@ -67,10 +68,11 @@ def fleet_bench(
     common = {"dataset": dataset, "limit": limit, "precisions": precisions, "profiles_file": profiles_file}
     ssh = {"known_hosts": known_hosts, "accept_new_host_key": accept_new_host_key}
     jobs = list(spec.devices.items())
-    with ThreadPoolExecutor(max_workers=len(jobs) if parallel else 1) as pool:
-        entries = list(pool.map(lambda job: _one(job[0], job[1], Path(artifacts), out, common, ssh, say), jobs))
-    record = FleetRecord(artifacts=str(artifacts), checkpoint_sha256=manifest.checkpoint.sha256, devices=entries)
-    write_record(out, record)
+    with writer_lock(out, f"the fleet folder {out}"):  # two fleet benches into one folder: the second stops
+        with ThreadPoolExecutor(max_workers=len(jobs) if parallel else 1) as pool:
+            entries = list(pool.map(lambda job: _one(job[0], job[1], Path(artifacts), out, common, ssh, say), jobs))
+        record = FleetRecord(artifacts=str(artifacts), checkpoint_sha256=manifest.checkpoint.sha256, devices=entries)
+        write_record(out, record)
     return record
 
 

@@ -15,7 +15,6 @@ import io
 import json
 import shlex
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -249,10 +248,6 @@ def remote_bench(
     data.setdefault("device", {}).setdefault("environment", {})["host"] = target.name
     data["device"]["environment"]["remote_python"] = info.get("python")
     return parse_results(data, where=f"results from {target.host}")
-
-
-def main_log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 OVERRIDE_FLAGS = {

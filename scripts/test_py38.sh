@@ -43,4 +43,4 @@ DDNN_TEST_ARTIFACTS="$WORK/artifacts" "$VENV/bin/python" -m pytest -q -p no:cach
     tests/test_formats.py tests/test_pick.py tests/test_controller.py tests/test_runtime.py tests/test_bench.py \
     tests/test_quantize.py tests/test_data.py tests/test_tensorrt.py tests/test_environment.py \
     tests/test_external_data.py tests/test_fuzz_readers.py tests/test_tegrastats.py tests/test_bindings_contract.py \
-    tests/test_gpu_paths.py tests/test_remote.py tests/test_energy.py tests/test_compare.py tests/test_bare_onnx.py "$@"
+    tests/test_gpu_paths.py tests/test_remote.py tests/test_energy.py tests/test_compare.py tests/test_bare_onnx.py tests/test_fleet.py "$@"

@@ -196,6 +196,8 @@ def test_the_runtime_predicts_on_openvino(folder):
     assert [p.label for p in with_ov.predict(list(images))] == [p.label for p in with_ort.predict(list(images))]
     with pytest.raises(UsageError, match="depth 9 is not loaded; loaded depths: \\[8, 14\\]"):
         with_ov.logits(np.zeros((1, 1, 28, 28), np.float32), 9)
+    with pytest.raises(UsageError, match="x86-cpu runs onnxruntime, which has no bf16; bf16 runs on openvino"):
+        DepthRuntime.from_artifacts(folder, device="x86-cpu", precision="bf16")
     runner = with_ov._runners[14]  # and the runner under it checks too
     with pytest.raises(UsageError, match="selector graph's depths"):
         runner.infer({"input": np.zeros((1, 1, 28, 28), np.float32), "depth": np.asarray(9)})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..formats.profiles import BUILTIN_PROFILES
+from ..formats.profiles import BUILTIN_PROFILES, PRECISIONS
 from ..formats.results import LATENCY_STATS
 from ..runtime.server import MAX_BODY_BYTES, ServeSettings, check_listen
 
@@ -21,7 +21,7 @@ def _runtime_options(function):
             show_default=True,
             help=f"Device profile ({', '.join(BUILTIN_PROFILES)}); its back-end runs the graphs.",
         ),
-        click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True),
         click.option(
             "--results",
             "results_path",

@@ -85,7 +85,7 @@ def bench_onnx(
     say = log or (lambda message: None)
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"--onnx {path} does not exist")
+        raise UsageError(f"--onnx {path} {'is a folder; give a .onnx file' if path.is_dir() else 'does not exist'}")
     profile = resolve_profile(device, profiles_file, None, timing, overrides)
     check_backend(profile)
     graph = describe_graph(path)

@@ -93,12 +93,14 @@ class TegrastatsMeter:
         from .tegrastats import TegrastatsSampler
 
         self.sampler = TegrastatsSampler(interval_ms=100)
+        self.started = False
         if not self.sampler.available:
             raise Unavailable("tegrastats is not on PATH (not a Jetson)")
 
     def read(self) -> float:
-        if self.sampler._proc is None:  # noqa: SLF001 - first reading starts the sampler
+        if not self.started:  # the first reading (before the loop) starts the sampler, the second only times
             self.sampler.start()
+            self.started = True
         return time.monotonic()
 
     def joules(self, before: float, after: float) -> float:

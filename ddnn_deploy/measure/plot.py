@@ -23,12 +23,34 @@ def pareto_front(points: list[tuple[float, float, Any]]) -> list[tuple[float, fl
     return front
 
 
+def pyplot(purpose: str) -> Any:
+    """matplotlib's pyplot on the non-interactive Agg back-end, or None where matplotlib is not installed."""
+    try:
+        optional_import("matplotlib", purpose).use("Agg")
+        return optional_import("matplotlib.pyplot")
+    except MissingDependencyError:
+        return None
+
+
+def save_plot(plt: Any, fig: Any, ax: Any, path: str | Path, *, xlabel: str, title: str) -> Path:
+    """Label accuracy against latency, then write the PNG atomically (temporary name, then rename)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
 def plot_results(results: BenchResults, path: str | Path, *, stat: str = "p50", batch: int = 1) -> Path | None:
     """Write the plot; returns None when matplotlib is missing or nothing has both latency and accuracy."""
-    try:
-        optional_import("matplotlib", "the accuracy/latency plot").use("Agg")
-        plt = optional_import("matplotlib.pyplot")
-    except MissingDependencyError:
+    plt = pyplot("the accuracy/latency plot")
+    if plt is None:
         return None
     rows = [r for r in results.rows if r.status == "ok" and r.batch == batch and r.top1 is not None]
     if not rows:
@@ -48,14 +70,5 @@ def plot_results(results: BenchResults, path: str | Path, *, stat: str = "p50", 
             points.append((x, y, m.depth))
     front = pareto_front(points)
     ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="gray", zorder=2, label="Pareto front")
-    ax.set_xlabel(f"latency {stat} (ms), batch {batch}")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(f"{results.arch or ''} on {results.device_name}")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    xlabel, title = f"latency {stat} (ms), batch {batch}", f"{results.arch or ''} on {results.device_name}"
+    return save_plot(plt, fig, ax, path, xlabel=xlabel, title=title)

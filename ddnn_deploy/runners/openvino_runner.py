@@ -72,7 +72,7 @@ class OvRunner(Runner):
         self.cache = (Path(engine_cache) if engine_cache else self.path.parent / "engines") / "openvino"
 
     def _activate(self) -> None:
-        ov = import_openvino()
+        ov = self._ov = import_openvino()
         from .cache_ledger import check_cache
 
         core = ov.Core()
@@ -107,7 +107,7 @@ class OvRunner(Runner):
     def _bind(self, feed: dict[str, np.ndarray]) -> None:
         """Give the request its inputs as tensors over C-contiguous arrays (no copy; the caller keeps them alive).
         A 0-d input (the selector's depth) gets a tensor of its own, filled with its value."""
-        ov = import_openvino()
+        ov = self._ov
         for name, array in feed.items():
             if array.ndim == 0:
                 tensor = ov.Tensor(ov.Type(array.dtype), ov.Shape([]))

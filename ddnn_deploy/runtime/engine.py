@@ -260,6 +260,14 @@ def _runners(manifest: Manifest, profile: DeviceProfile, precision: str, use_sel
             )
         runner = _make_runner(profile, manifest.file(selector), selector, precision)
         return {depth: runner for depth in selector.depths}
+    from ..formats.profiles import BACKEND_PRECISIONS
+
+    if precision not in BACKEND_PRECISIONS.get(profile.backend, (precision,)):
+        others = [b for b, ps in BACKEND_PRECISIONS.items() if precision in ps and b != "torch"]
+        raise UsageError(
+            f"{profile.name} runs {profile.backend}, which has no {precision}; {precision} runs on "
+            f"{' or '.join(others)} (choose such a --device)"
+        )
     chosen = list(manifest.select(kind="depth"))
     runners = {}
     for artifact in chosen:
