@@ -118,6 +118,10 @@ class OrtRunner(Runner):
             )
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._cache = cache
+        if cache is not None and cache.is_dir():  # engines built while creating the session (static shapes): known
+            from .cache_ledger import record_cache  # now, as OpenVINO's blobs are, for the next runner of the folder
+
+            record_cache(cache)
 
     def _deactivate(self) -> None:
         self.session = None
