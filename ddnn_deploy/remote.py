@@ -291,7 +291,7 @@ def bench_on_host(
         check_results_target(Path(results_path), manifest, force=force)  # before anything travels
     options: dict[str, Any] = {
         "--device": device,
-        "--dataset": dataset,
+        "--dataset": "none" if dataset is None else dataset,  # as the local bench: None is latency only
         "--data": data_dir,
         "--limit": limit,
         "--depths": ",".join(map(str, depths)) if depths else None,

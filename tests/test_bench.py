@@ -116,6 +116,20 @@ def test_bench_measures_every_depth_and_fp32_accuracy_equals_pytorch(artifacts, 
     assert env["cores"] and env["cpu"] and env["libraries"]["onnxruntime"]
 
 
+def test_bench_without_the_models_data_is_latency_only_and_says_why(artifacts, profiles, tmp_path):
+    base = ["bench", "--artifacts", str(artifacts), "--device", "quick", "--profiles", str(profiles), "--no-progress"]
+    elsewhere = cli_runner().invoke(
+        cli, [*base, "--results", str(tmp_path / "a.json")], env={"DDNN_FASHION_MNIST": str(tmp_path / "absent")}
+    )
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert "latency only: fashion-mnist's test data is not here (give --data DIR" in elsewhere.stderr
+    told = cli_runner().invoke(cli, [*base, "--dataset", "none", "--results", str(tmp_path / "b.json")])
+    assert told.exit_code == 0 and "accuracy on" not in told.stderr and "latency only" not in told.stderr
+    for name in ("a.json", "b.json"):
+        payload = json.loads((tmp_path / name).read_text())
+        assert payload["settings"]["dataset"] is None and all(r["accuracy"] is None for r in payload["rows"])
+
+
 def test_cli_bench_then_pick(artifacts, profiles, tmp_path):
     results_path = tmp_path / "r.json"
     result = cli_runner().invoke(
@@ -136,7 +150,10 @@ def test_cli_bench_then_pick(artifacts, profiles, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "pick: depth" in result.stdout and results_path.with_suffix(".png").exists() is False  # no accuracy
+    # no --dataset: the model's own (Fashion-MNIST, installed here), said in one line, so the plot has accuracy
+    assert "accuracy on fashion-mnist's test split" in result.stderr
+    assert "pick: depth" in result.stdout and results_path.with_suffix(".png").exists()
+    assert all(row["accuracy"]["n"] == 10000 for row in json.loads(results_path.read_text())["rows"])
     picked = cli_runner().invoke(cli, ["pick", "--results", str(results_path), "--budget-ms", "1000", "--json"])
     assert picked.exit_code == 0, picked.output
     payload = json.loads(picked.stdout)

@@ -392,8 +392,8 @@ def _print_bench(results, title: str) -> None:
 @click.option(
     "--dataset",
     default=None,
-    help=f"Dataset for accuracy ({', '.join(DATASETS)}, a folder with one "
-    "sub-folder per class, or none for latency only).",
+    help=f"Dataset for accuracy ({', '.join(DATASETS)}, a folder with one sub-folder per class, or none for "
+    "latency only). Default: the model's own dataset when its test data is here, else latency only.",
 )
 @click.option("--data", "data_dir", default=None, help="Dataset folder.")
 @click.option("--limit", type=int, default=None, help="Measure accuracy on this many test images.")
@@ -475,7 +475,7 @@ def bench_command(
     common = dict(
         device=device,
         profiles_file=profiles_file,
-        dataset=dataset,
+        dataset="auto" if dataset is None else dataset,
         data_dir=data_dir,
         limit=limit,
         depths=_depth_numbers(depths),

@@ -17,7 +17,8 @@ def fleet() -> None:
 @click.option("--fleet", "fleet_file", required=True, help="fleet.toml: [devices.NAME] host, device, budget_ms.")
 @click.option("--artifacts", required=True, help="Export directory (manifest.json + graphs).")
 @click.option("--out", required=True, help="Folder for NAME.json per device and fleet.json.")
-@click.option("--dataset", default=None, help="Dataset for accuracy, as each device names it (or none).")
+@click.option("--dataset", default="auto", show_default=True,
+              help="Dataset for accuracy, as each device names it; auto: the model's own where its data is; none.")
 @click.option("--limit", type=int, default=None, help="Measure accuracy on this many test images.")
 @click.option("--precision", default=None, help="Precisions to measure (default: each profile's).")
 @click.option("--profiles", "profiles_file", default=None, help="TOML file adding or overriding device profiles.")

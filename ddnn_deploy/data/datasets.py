@@ -392,6 +392,18 @@ def _eval_folder(
     return data
 
 
+def eval_data_present(name: str | None, data_dir: str | None = None) -> bool:
+    """Whether ``name``'s test split can be read here without asking the user for anything: Fashion-MNIST in
+    ``data_dir`` or its default folder, and the datasets that need ``--data`` only when ``data_dir`` is given.
+    Reading (and every error about the files themselves) is left to ``load_eval_data``."""
+    if name == "fashion-mnist":
+        folder = Path(data_dir or os.environ.get("DDNN_FASHION_MNIST", FASHION_MNIST_DIR))
+        return any((folder / f"t10k-labels-idx1-ubyte{gz}").exists() for gz in ("", ".gz"))
+    if name in DATASETS:
+        return data_dir is not None and Path(data_dir).exists()
+    return False
+
+
 def load_eval_data(
     source: str,
     *,

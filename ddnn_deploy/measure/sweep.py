@@ -33,6 +33,8 @@ from .environment import capture, warnings_for
 from .plan import DatasetRef, Job, plan_jobs, tensorrt_int8_only
 from .worker import error_rows
 
+AUTO_DATASET = "auto"  # bench(dataset=...): the manifest's dataset when its test data is here
+
 
 def check_backend(profile: DeviceProfile) -> None:
     """Stop early, in one line, when the profile's back-end is not installed."""
@@ -101,10 +103,15 @@ def resolve_profile(
     return profile
 
 
-def _dataset_ref(manifest: Manifest, dataset: str | None, data_dir: str | None, limit: int | None) -> DatasetRef | None:
-    """Check the accuracy data here, once, rather than failing in every worker."""
+def _dataset_ref(
+    manifest: Manifest, dataset: str | None, data_dir: str | None, limit: int | None, say: Log
+) -> DatasetRef | None:
+    """Check the accuracy data here, once, rather than failing in every worker. ``auto``: the manifest's
+    dataset when its data is here (said in one line either way), else latency only."""
     if limit is not None:
         number("--limit", limit, at_least=1, integer=True)
+    if dataset == AUTO_DATASET:
+        dataset = _auto_dataset(manifest, data_dir, say)
     if dataset is None or dataset == "none":
         return None
     from ..data import load_eval_data
@@ -113,6 +120,18 @@ def _dataset_ref(manifest: Manifest, dataset: str | None, data_dir: str | None, 
         dataset, data_dir=data_dir, input_shape=manifest.input_shape, class_names=manifest.class_names or None, limit=1
     )
     return DatasetRef(name=dataset, data_dir=data_dir, limit=limit)
+
+
+def _auto_dataset(manifest: Manifest, data_dir: str | None, say: Log) -> str | None:
+    from ..data import eval_data_present
+
+    name = manifest.dataset
+    if name and eval_data_present(name, data_dir):
+        say(f"accuracy on {name}'s test split (the model's dataset; --dataset none for latency only)")
+        return name
+    if name:
+        say(f"latency only: {name}'s test data is not here (give --data DIR, or --dataset none to silence this)")
+    return None
 
 
 def run_worker(job: Job, timeout: float) -> list[dict[str, Any]]:
@@ -332,6 +351,9 @@ def bench(
     the profile's. With ``results_path`` the results are written there (JSON + CSV,
     and a PNG of accuracy against latency when ``plot`` and matplotlib allow). Returns the results.
 
+    ``dataset`` is a dataset name or a class-per-folder directory for accuracy, ``"auto"`` for the manifest's
+    dataset when its test data is here (the CLI's default), or ``None`` / ``"none"`` for latency only.
+
     ``results_path`` may replace an earlier results file; anything else there needs ``force``, and the export
     folder's own files (its manifest, graphs, engine cache) are never written.
     """
@@ -345,7 +367,7 @@ def bench(
         check_checkpoint_matches(Path(checkpoint), manifest)
     remove_stale_temps(tempfile.gettempdir(), "ddnn")  # the work folders of killed benches
     _check_depths(depths)
-    dataset_ref = _dataset_ref(manifest, dataset, data_dir, limit)
+    dataset_ref = _dataset_ref(manifest, dataset, data_dir, limit, say)
     env = capture(profile.backend, profile.resolved_threads())
     for note in warnings_for(env):
         say(f"warning: {note}")
