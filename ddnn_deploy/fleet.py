@@ -19,7 +19,7 @@ Log = Callable[[str], None]
 
 
 def _one(name: str, spec: FleetDevice, artifacts: Path, out: Path, common: dict[str, Any], ssh: dict[str, Any],
-         log: Log) -> FleetEntry:  # fmt: skip
+         install: bool, log: Log) -> FleetEntry:  # fmt: skip
     started = time.monotonic()
     results = out / f"{name}.json"
     entry = {"name": name, "host": spec.host, "device": spec.device, "budget_ms": spec.budget_ms}
@@ -34,7 +34,8 @@ def _one(name: str, spec: FleetDevice, artifacts: Path, out: Path, common: dict[
 
             target = SSHTarget(spec.host, port=spec.port, identity=spec.identity, python=spec.python, **ssh)
             bench_on_host(artifacts, target, device=spec.device, results_path=results, force=True,
-                          timeout=spec.timeout_s, log=lambda m: log(f"{name}: {m}"), **common)  # fmt: skip
+                          timeout=spec.timeout_s, install=install, log=lambda m: log(f"{name}: {m}"),
+                          **common)  # fmt: skip
         return FleetEntry(**entry, results=results.name, seconds=time.monotonic() - started)
     except DDNNError as exc:  # PartialMeasurementError included: its results were written
         written = results.name if results.exists() and exc.exit_code == 10 else None
@@ -52,10 +53,12 @@ def fleet_bench(
     profiles_file: str | Path | None = None,
     known_hosts: str | None = None,
     accept_new_host_key: bool = False,
+    install: bool = False,
     parallel: bool = True,
     log: Log | None = None,
 ) -> FleetRecord:
-    """Bench ``artifacts`` on every device of ``fleet``; writes ``out/NAME.json`` per device and ``out/fleet.json``."""
+    """Bench ``artifacts`` on every device of ``fleet``; writes ``out/NAME.json`` per device and ``out/fleet.json``.
+    ``install`` pushes a wheel of this ddnn-deploy to every remote device first."""
     say = log or (lambda message: None)
     spec = fleet if isinstance(fleet, Fleet) else read_fleet(fleet)
     manifest = read_manifest(artifacts)  # checked once, here
@@ -70,7 +73,8 @@ def fleet_bench(
     jobs = list(spec.devices.items())
     with writer_lock(out, f"the fleet folder {out}"):  # two fleet benches into one folder: the second stops
         with ThreadPoolExecutor(max_workers=len(jobs) if parallel else 1) as pool:
-            entries = list(pool.map(lambda job: _one(job[0], job[1], Path(artifacts), out, common, ssh, say), jobs))
+            one = lambda job: _one(job[0], job[1], Path(artifacts), out, common, ssh, install, say)  # noqa: E731
+            entries = list(pool.map(one, jobs))
         record = FleetRecord(artifacts=str(artifacts), checkpoint_sha256=manifest.checkpoint.sha256, devices=entries)
         write_record(out, record)
     return record

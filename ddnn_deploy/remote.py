@@ -11,8 +11,10 @@ with ``host`` recorded in the environment. Nothing is written here until the res
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import re
 import shlex
 import subprocess
 import tarfile
@@ -28,6 +30,42 @@ from .formats.manifest import Manifest, read_manifest
 from .formats.results import BenchResults, parse_results
 
 Log = Callable[[str], None]
+
+# Every interpreter call on the device sees the wheel ``--install`` pushed for THIS version first (a folder per
+# version: another version's never shadows a pip-installed one). POSIX shell syntax, expanded on the device.
+REMOTE_LIB = "${DDNN_REMOTE_LIB:-$HOME/.cache/ddnn-deploy/lib}"
+SHELL_SAFE = re.compile(r"^[A-Za-z0-9.+_-]+$")
+
+# Run with the device's own interpreter as ``python -c INSTALL_PY VERSION SHA256``, the wheel on stdin: it needs
+# nothing but the standard library (the device may have no ddnn-deploy yet, or no pip). A pure-Python wheel
+# unpacked onto sys.path is installed; it lands in a temporary folder first and is renamed into place whole.
+INSTALL_PY = r"""
+import hashlib, io, json, os, shutil, sys, tempfile, zipfile
+version, digest = sys.argv[1], sys.argv[2]
+data = sys.stdin.buffer.read()
+if hashlib.sha256(data).hexdigest() != digest:
+    sys.exit("error: the wheel arrived damaged (its sha256 differs); run again")
+root = os.environ.get("DDNN_REMOTE_LIB") or os.path.join(os.path.expanduser("~"), ".cache", "ddnn-deploy", "lib")
+os.makedirs(root, exist_ok=True)
+wheel = zipfile.ZipFile(io.BytesIO(data))
+for name in wheel.namelist():
+    if name.startswith("/") or "\\" in name or ".." in name.split("/"):
+        sys.exit("error: refusing the wheel entry %r" % name)
+work = tempfile.mkdtemp(prefix=".install-", dir=root)
+try:
+    wheel.extractall(os.path.join(work, "lib"))
+    final = os.path.join(root, version)
+    if os.path.isdir(final):
+        os.rename(final, os.path.join(work, "old"))
+    try:
+        os.rename(os.path.join(work, "lib"), final)
+    except OSError:
+        if not os.path.isdir(final):  # else another run put the same version in place just now
+            raise
+finally:
+    shutil.rmtree(work, ignore_errors=True)
+print(json.dumps({"dir": final, "bytes": len(data)}))
+"""
 
 
 @dataclass
@@ -69,7 +107,10 @@ class SSHTarget:
             options += ["-o", f"UserKnownHostsFile={Path(self.known_hosts).expanduser()}"]
         if self.identity:
             options += ["-i", str(Path(self.identity).expanduser()), "-o", "IdentitiesOnly=yes"]
-        return ["ssh", *options, *self.extra_options, self.host, "--", " ".join(shlex.quote(a) for a in remote)]
+        command = " ".join(shlex.quote(a) for a in remote)
+        if remote and remote[0] == self.python:  # this version's pushed wheel (--install) first, where there is one
+            command = f'PYTHONPATH="{REMOTE_LIB}/{__version__}${{PYTHONPATH:+:$PYTHONPATH}}" {command}'
+        return ["ssh", *options, *self.extra_options, self.host, "--", command]
 
 
 def ssh_failure(target: SSHTarget, stderr: str) -> str:
@@ -120,11 +161,18 @@ def agent(target: SSHTarget, *args: str, stdin: bytes | None = None, timeout: fl
     if done.returncode != 0:
         if "No module named" in err and "ddnn_deploy" in err:
             raise RemoteError(
-                f"{target.host} has no ddnn-deploy for {target.python}: install it there (pip install "
-                f"'ddnn-deploy[runtime]=={__version__}'), or point --remote-python at the interpreter that has it"
+                f"{target.host} has no ddnn-deploy for {target.python}: push this version there with --install "
+                f"(or pip install 'ddnn-deploy[runtime]=={__version__}' there), or point --remote-python at the "
+                "interpreter that has it"
             )
         if done.returncode == 127 or "not found" in err and target.python in err:
             raise RemoteError(f"{target.host} has no {target.python}: pass --remote-python PATH")
+        lacking = re.search(r"No module named '([^']+)'", err)
+        if lacking:
+            raise RemoteError(
+                f"{target.python} on {target.host} lacks {lacking.group(1)}, which ddnn-deploy needs: install the "
+                f"runtime's dependencies there (pip install 'ddnn-deploy[runtime]=={__version__}')"
+            )
         lines = [line for line in err.splitlines() if line.strip()]
         raise RemoteError(
             f"{target.host}: {lines[-1] if lines else f'remote_agent {args[0]} exited {done.returncode}'}"
@@ -139,10 +187,31 @@ def check_version(target: SSHTarget) -> dict[str, Any]:
     info = agent(target, "version")
     if info.get("ddnn_deploy") != __version__:
         raise RemoteError(
-            f"{target.host} runs ddnn-deploy {info.get('ddnn_deploy')}, this is {__version__}: install the same "
-            f"version there (pip install 'ddnn-deploy[runtime]=={__version__}')"
+            f"{target.host} runs ddnn-deploy {info.get('ddnn_deploy')}, this is {__version__}: push this version "
+            f"there with --install (or pip install 'ddnn-deploy[runtime]=={__version__}' there)"
         )
     return info
+
+
+def install_runtime(target: SSHTarget, log: Log) -> str:
+    """Push a wheel of the ddnn-deploy running here to the device, where every later call finds it; its folder."""
+    from .wheel import runtime_wheel
+
+    if not SHELL_SAFE.match(__version__):
+        raise RemoteError(f"cannot install version {__version__!r} remotely: not a plain version string")
+    name, data = runtime_wheel()
+    digest = hashlib.sha256(data).hexdigest()
+    done = run(target, [target.python, "-c", INSTALL_PY, __version__, digest], stdin=data, timeout=300)
+    err = done.stderr.decode(errors="replace").strip().splitlines()
+    if done.returncode != 0:
+        if done.returncode == 127 or err and "not found" in err[-1]:
+            raise RemoteError(f"{target.host} has no {target.python}: pass --remote-python PATH")
+        reason = err[-1] if err else f"exit {done.returncode}"
+        reason = reason[len("error: ") :] if reason.startswith("error: ") else reason
+        raise RemoteError(f"installing {name} on {target.host} failed: {reason}")
+    where = json.loads(done.stdout.decode().strip().splitlines()[-1])["dir"]
+    log(f"{target.name}: installed {name} ({len(data) / 1e3:.0f} KB) in {where}")
+    return where
 
 
 def _manifest_files(manifest: Manifest) -> dict[str, str]:
@@ -217,13 +286,17 @@ def remote_bench(
     options: dict[str, Any],
     profiles_file: str | Path | None = None,
     timeout: float = 3600.0,
+    install: bool = False,
     log: Log | None = None,
 ) -> BenchResults:
     """Bench ``artifacts`` on ``target`` with ``options`` (the bench command's flags, e.g. ``{"--device":
-    "jetson"}``); the results, with ``host`` in the environment. Writes nothing locally."""
+    "jetson"}``); the results, with ``host`` in the environment. Writes nothing locally. ``install`` first pushes
+    a wheel of this ddnn-deploy to the device (``install_runtime``)."""
     say = log or (lambda message: None)
     started = time.monotonic()
     manifest = read_manifest(artifacts)
+    if install:
+        install_runtime(target, say)
     info = check_version(target)
     remote_dir = push_artifacts(target, manifest, say)
     workdir = agent(target, "workdir")["dir"]
@@ -277,10 +350,12 @@ def bench_on_host(
     overrides: dict[str, Any] | None = None,
     plot: bool = True,
     timeout: float = 3600.0,
+    install: bool = False,
     log: Log | None = None,
 ) -> BenchResults:
     """``bench`` on ``target``: the same arguments as the local ``bench`` (``data_dir`` and ``engine_cache`` are
-    paths on the device), the results written here (``results_path``, with CSV and plot) and returned."""
+    paths on the device), the results written here (``results_path``, with CSV and plot) and returned.
+    ``install``: push a wheel of this ddnn-deploy to the device first (its dependencies must be there)."""
     from .errors import MeasurementError
     from .measure.sweep import check_results_target, write_outputs
 
@@ -303,7 +378,9 @@ def bench_on_host(
         if key not in OVERRIDE_FLAGS:
             raise UsageError(f"a remote bench cannot override {key}; use a profiles file (--profiles)")
         options[OVERRIDE_FLAGS[key]] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
-    results = remote_bench(artifacts, target, options=options, profiles_file=profiles_file, timeout=timeout, log=log)
+    results = remote_bench(
+        artifacts, target, options=options, profiles_file=profiles_file, timeout=timeout, install=install, log=log
+    )
     if results_path is not None:
         write_outputs(results, Path(results_path), plot=plot)
     if results.rows and all(row.status == "error" for row in results.rows):

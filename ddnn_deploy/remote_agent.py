@@ -3,7 +3,7 @@
 Torch-free and Python 3.8-compatible (the runtime half). Each prints one JSON line on stdout, or one ``error:``
 line on stderr and exits non-zero:
 
-- ``version``: ``{"ddnn_deploy", "python"}``.
+- ``version``: ``{"ddnn_deploy", "python"}``, once the command line's dependencies have imported.
 - ``have NAME``: the artifacts folder ``~/.cache/ddnn-deploy/artifacts/NAME`` (made if missing) and the sha256 of
   the files named on stdin (a JSON list) that are already there.
 - ``receive NAME``: a tar stream on stdin; only plain file names, only regular files, each written under a
@@ -94,6 +94,7 @@ def main(argv: list) -> int:
         command, args = argv[0], argv[1:]
         if command == "version":
             from . import __version__
+            from . import cli as _cli  # noqa: F401 - the bench's own dependencies: a missing one is named here
 
             result = {"ddnn_deploy": __version__, "python": platform.python_version()}
         elif command == "have":

@@ -1,7 +1,8 @@
 """A real OpenSSH server for the remote tests: Debian's sshd on a free loopback port, with a throw-away host key,
 a throw-away client key in its authorized_keys, and a known_hosts file that holds its host key.
 
-Sessions get ``DDNN_REMOTE_CACHE`` (sshd's SetEnv), so the remote artifact cache lives in the test's folder.
+Sessions get ``DDNN_REMOTE_CACHE`` and ``DDNN_REMOTE_LIB`` (sshd's SetEnv), so the remote artifact cache and the
+wheels ``--install`` pushes live in the test's folder.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def start(folder: Path) -> Server:
     config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nUsePAM no\n"
-        f"StrictModes no\nPidFile {folder / 'sshd.pid'}\nLogLevel ERROR\nSetEnv DDNN_REMOTE_CACHE={cache}\n"
+        f"StrictModes no\nPidFile {folder / 'sshd.pid'}\nLogLevel ERROR\n"
+        f"SetEnv DDNN_REMOTE_CACHE={cache} DDNN_REMOTE_LIB={folder / 'remote-lib'}\n"
         "PermitRootLogin prohibit-password\nMaxStartups 50\n"
     )
     known = folder / "known_hosts"

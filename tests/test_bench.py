@@ -152,7 +152,8 @@ def test_cli_bench_then_pick(artifacts, profiles, tmp_path):
     assert result.exit_code == 0, result.output
     # no --dataset: the model's own (Fashion-MNIST, installed here), said in one line, so the plot has accuracy
     assert "accuracy on fashion-mnist's test split" in result.stderr
-    assert "pick: depth" in result.stdout and results_path.with_suffix(".png").exists()
+    plotted = importlib.util.find_spec("matplotlib") is not None  # the Python 3.8 runtime job has none
+    assert "pick: depth" in result.stdout and results_path.with_suffix(".png").exists() is plotted
     assert all(row["accuracy"]["n"] == 10000 for row in json.loads(results_path.read_text())["rows"])
     picked = cli_runner().invoke(cli, ["pick", "--results", str(results_path), "--budget-ms", "1000", "--json"])
     assert picked.exit_code == 0, picked.output

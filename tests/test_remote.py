@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import sshd
@@ -174,3 +176,76 @@ def test_a_fleet_of_three_hosts_one_broken(server, tiny_artifacts, tmp_path):
     assert "cannot reach" in devices["gone"]["error"] and "depth" not in devices["gone"]
     table = cli_runner().invoke(cli, ["fleet", "plan", "--results", str(out)])
     assert table.exit_code == 0 and "deployment plan" in table.stdout
+
+
+def _python_without_ddnn_deploy(folder: Path, with_dependencies: bool = True) -> str:
+    """A fresh venv that sees this interpreter's site-packages (a .pth lists them; their own .pth files, the
+    editable install's among them, are not run): every dependency, but no ddnn-deploy. Or nothing at all."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    if with_dependencies:
+        Path(purelib, "host-site.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")))
+    return str(python)
+
+
+def test_install_pushes_this_version_and_later_runs_find_it(tmp_path, tiny_artifacts):
+    from ddnn_deploy import __version__
+
+    server = sshd.start(tmp_path / "sshd")  # its own: the pushed wheel must not reach the other tests' hosts
+    try:
+        bare = _python_without_ddnn_deploy(tmp_path / "bare")
+        quick = ("--iterations", "3", "--duration", "0", "--warmup", "1", "--batch-sizes", "1")
+        _one_line(_cli(server, tiny_artifacts, tmp_path, *quick, python=bare), "push this version there with --install")
+        assert not (tmp_path / "r.json").exists()
+        result = _cli(server, tiny_artifacts, tmp_path, *quick, "--install", python=bare)
+        assert result.exit_code == 0, result.output
+        assert f"installed ddnn_deploy-{__version__}-py3-none-any.whl" in result.stderr
+        pushed = tmp_path / "sshd" / "remote-lib" / __version__
+        assert (pushed / "ddnn_deploy" / "remote_agent.py").is_file()
+        assert not list(pushed.rglob("_bundled_*"))  # the demo files stay home
+        again = _cli(server, tiny_artifacts, tmp_path, *quick, python=bare)  # no --install: the pushed one runs
+        assert again.exit_code == 0 and "installed ddnn_deploy" not in again.stderr, again.output
+        assert json.loads((tmp_path / "r.json").read_text())["rows"][0]["status"] == "ok"
+        empty = _python_without_ddnn_deploy(tmp_path / "empty", with_dependencies=False)
+        lacking = _cli(server, tiny_artifacts, tmp_path, "--install", python=empty)
+        assert lacking.exit_code == 12 and "Traceback" not in lacking.stderr, lacking.output
+        assert (
+            lacking.stderr.strip().splitlines()[-1].startswith("error: ")
+            and "lacks click, which ddnn-deploy needs" in lacking.stderr
+        )
+    finally:
+        server.stop()
+
+
+def test_the_pushed_wheel_is_a_wheel_pip_installs(tmp_path):
+    import base64
+    import hashlib
+    import zipfile
+
+    from ddnn_deploy import __version__
+    from ddnn_deploy.wheel import runtime_wheel
+
+    name, data = runtime_wheel()
+    assert runtime_wheel() == (name, data)  # the same code makes the same bytes
+    wheel = tmp_path / name
+    wheel.write_bytes(data)
+    with zipfile.ZipFile(wheel) as z:
+        record = z.read(f"ddnn_deploy-{__version__}.dist-info/RECORD").decode().splitlines()
+        for line in record:
+            path, digest, size = line.rsplit(",", 2)
+            if digest:
+                body = z.read(path)
+                expected = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
+                assert digest == f"sha256={expected}" and int(size) == len(body), path
+        names = z.namelist()
+        assert "ddnn_deploy/runners/onnxruntime_runner.py" in names
+        assert not [n for n in names if n.endswith(".pyc") or "__pycache__" in n or "_bundled_" in n]
+        assert "Requires-Dist: pydantic" in z.read(f"ddnn_deploy-{__version__}.dist-info/METADATA").decode()
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target",
+                    str(target), str(wheel)], check=True)  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", "import ddnn_deploy; print(ddnn_deploy.__file__)"],
+                         env={"PYTHONPATH": str(target)}, capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert out.stdout.strip().startswith(str(target)), out.stderr

@@ -425,6 +425,9 @@ def _print_bench(results, title: str) -> None:
 @click.option(
     "--accept-new-host-key", is_flag=True, help="Trust --host's key on first use (a changed key is still refused)."
 )
+@click.option(
+    "--install", is_flag=True, help="Push this ddnn-deploy (a wheel) to --host first (its dependencies must be there)."
+)
 @click.option("--no-progress", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results on stdout.")
 def bench_command(
@@ -455,6 +458,7 @@ def bench_command(
     remote_python,
     known_hosts,
     accept_new_host_key,
+    install,
     no_progress,
     as_json,
 ) -> None:
@@ -468,7 +472,8 @@ def bench_command(
         raise UsageError("give --artifacts (an export folder) or --onnx (one bare graph), one of the two")
     if onnx_path is not None:
         given = {"--dataset": dataset, "--limit": limit, "--depths": depths, "--selector": include_selector,
-                 "--ckpt": ckpt, "--precision": precision, "--host": host, "--engine-cache": engine_cache}  # fmt: skip
+                 "--ckpt": ckpt, "--precision": precision, "--host": host, "--engine-cache": engine_cache,
+                 "--install": install}  # fmt: skip
         results = _bench_bare(onnx_path, given, device, profiles_file, overrides, results_path, force, no_progress)
         _report_bench(results, device, results_path, budget_ms, stat, as_json)
         return
@@ -496,8 +501,10 @@ def bench_command(
             host, port=port, identity=identity, python=remote_python, known_hosts=known_hosts,
             accept_new_host_key=accept_new_host_key,
         )  # fmt: skip
-        results = bench_on_host(artifacts, target, **common)
+        results = bench_on_host(artifacts, target, install=install, **common)
     else:
+        if install:
+            raise UsageError("--install pushes ddnn-deploy to a remote device: give --host too")
         from ..measure.sweep import bench
 
         results = bench(artifacts, checkpoint=ckpt, progress=not no_progress, **common)

@@ -17,23 +17,29 @@ def fleet() -> None:
 @click.option("--fleet", "fleet_file", required=True, help="fleet.toml: [devices.NAME] host, device, budget_ms.")
 @click.option("--artifacts", required=True, help="Export directory (manifest.json + graphs).")
 @click.option("--out", required=True, help="Folder for NAME.json per device and fleet.json.")
-@click.option("--dataset", default="auto", show_default=True,
-              help="Dataset for accuracy, as each device names it; auto: the model's own where its data is; none.")
+@click.option(
+    "--dataset",
+    default="auto",
+    show_default=True,
+    help="Dataset for accuracy, as each device names it; auto: the model's own where its data is; none.",
+)
 @click.option("--limit", type=int, default=None, help="Measure accuracy on this many test images.")
 @click.option("--precision", default=None, help="Precisions to measure (default: each profile's).")
 @click.option("--profiles", "profiles_file", default=None, help="TOML file adding or overriding device profiles.")
 @click.option("--known-hosts", default=None, help="known_hosts file (default: ssh's).")
 @click.option("--accept-new-host-key", is_flag=True, help="Trust unknown host keys on first use.")
+@click.option("--install", is_flag=True, help="Push this ddnn-deploy (a wheel of it) to every remote device first.")
 @click.option("--json", "as_json", is_flag=True)
 def fleet_bench_command(fleet_file, artifacts, out, dataset, limit, precision, profiles_file, known_hosts,
-                        accept_new_host_key, as_json) -> None:  # fmt: skip
+                        accept_new_host_key, install, as_json) -> None:  # fmt: skip
     """Bench every device of the fleet in parallel; one failing device does not stop the others."""
     from ..errors import PartialMeasurementError
     from ..fleet import fleet_bench
 
     record = fleet_bench(
         fleet_file, artifacts, out, dataset=dataset, limit=limit, precisions=_precisions(precision),
-        profiles_file=profiles_file, known_hosts=known_hosts, accept_new_host_key=accept_new_host_key, log=_log,
+        profiles_file=profiles_file, known_hosts=known_hosts, accept_new_host_key=accept_new_host_key, install=install,
+        log=_log,
     )  # fmt: skip
     if as_json:
         _echo_json(record.model_dump(mode="json"))
