@@ -250,6 +250,29 @@ def _post_timed(url: str, body: bytes) -> tuple[float, dict[str, float]]:
         return elapsed, parse_server_timing(response.headers.get("Server-Timing", ""))
 
 
+class KeepAlive:
+    """One persistent HTTP/1.1 connection (as a production client, or requests.Session, keeps): the same POST
+    as ``_post_timed`` without a TCP connect and urllib's request building per call."""
+
+    def __init__(self, port: int) -> None:
+        import http.client
+
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def post_timed(self, path: str, body: bytes) -> tuple[float, dict[str, float]]:
+        from ddnn_deploy.runtime.server import parse_server_timing
+
+        t0 = time.perf_counter()
+        self.connection.request("POST", path, body=body, headers={"Content-Type": "application/x-npy"})
+        response = self.connection.getresponse()
+        response.read()
+        elapsed = (time.perf_counter() - t0) * 1e3
+        return elapsed, parse_server_timing(response.getheader("Server-Timing", ""))
+
+    def close(self) -> None:
+        self.connection.close()
+
+
 def _pin_this_thread(cpus: set[int]) -> None:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, cpus)  # 0: the calling thread (Linux)
@@ -270,7 +293,9 @@ def http_overhead(artifacts: Path, results: Path, body: bytes, depth: int, round
     server = _server(artifacts, results, ["--depth", str(depth)], port)
     url = f"http://127.0.0.1:{port}/v1/predict"
     served, in_process, beside_infer, parts = [], [], [], {"decode": [], "queue": [], "infer": []}
+    kept, kept_beside_infer = [], []
     local = ThreadPoolExecutor(1, initializer=_pin_this_thread, initargs=(SERVER_CPUS,))
+    keep_alive = None
 
     def preprocess_once(runtime: DepthRuntime) -> float:  # what predict adds to the bench's graph call
         t0 = time.perf_counter()
@@ -286,16 +311,22 @@ def http_overhead(artifacts: Path, results: Path, body: bytes, depth: int, round
         with DepthRuntime.from_artifacts(artifacts, depth=depth, threads=THREADS) as runtime:
             hot = [local.submit(predict_once, runtime).result() for _ in range(rounds + 10)][10:]  # back to back
             preprocessing = [local.submit(preprocess_once, runtime).result() for _ in range(rounds + 10)][10:]
+            keep_alive = KeepAlive(port)
             for index in range(rounds + 10):  # the first 10 of each warm up
                 local_ms = local.submit(predict_once, runtime).result()
                 rtt, timing = _post_timed(url, body)
+                kept_rtt, kept_timing = keep_alive.post_timed("/v1/predict", body)
                 if index >= 10:
                     in_process.append(local_ms)
                     served.append(rtt)
                     beside_infer.append(rtt - timing["infer"])
+                    kept.append(kept_rtt)
+                    kept_beside_infer.append(kept_rtt - kept_timing["infer"])
                     for name in parts:
                         parts[name].append(timing[name])
     finally:
+        if keep_alive is not None:
+            keep_alive.close()
         local.shutdown()
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -308,6 +339,9 @@ def http_overhead(artifacts: Path, results: Path, body: bytes, depth: int, round
         "predict_back_to_back_p50_ms": float(np.percentile(hot, 50)),
         "preprocessing_p50_ms": float(np.percentile(preprocessing, 50)),
         "overhead_ms": p50_http - p50_local,
+        "serve_keepalive_p50_ms": float(np.percentile(kept, 50)),
+        "overhead_keepalive_ms": float(np.percentile(kept, 50)) - p50_local,
+        "rtt_minus_infer_keepalive_p50_ms": float(np.percentile(kept_beside_infer, 50)),
         "rtt_minus_infer_p50_ms": float(np.percentile(beside_infer, 50)),
         "server_timing_p50_ms": {name: float(np.percentile(v, 50)) for name, v in parts.items()},
         "body_bytes": len(body),

@@ -21,6 +21,43 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> int:
 
 
 @torch.no_grad()
+def correct_counts(
+    model: DepthNet,
+    dataset: ImageDataset,
+    depths: list[DepthConfig],
+    *,
+    shared_bn: bool = False,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Per depth (rows, in ``depths`` order): top-1 correct, top-5 correct, images seen, as float64 on the CPU.
+    Counts add up: the shards of a distributed evaluation are summed (``all_reduce``) before ``as_percentages``."""
+    was_training = model.training
+    model.eval()
+    counts = torch.zeros(len(depths), 3, dtype=torch.float64)
+    try:
+        for row, config in enumerate(depths):
+            for inputs, labels in dataset.batches(batch_size):
+                inputs = torch.as_tensor(inputs)
+                logits = model(inputs.to(device), config, shared_bn=shared_bn).float().cpu()
+                target = torch.as_tensor(np.asarray(labels))
+                counts[row] += torch.tensor(
+                    [topk_correct(logits, target, 1), topk_correct(logits, target, 5), len(target)], dtype=torch.float64
+                )
+    finally:
+        model.train(was_training)
+    return counts
+
+
+def as_percentages(counts: torch.Tensor, depths: list[DepthConfig]) -> dict[str, dict[str, float]]:
+    """``correct_counts`` (summed over shards) as ``evaluate``'s ``{"2-2-2": {"top1", "top5", "n"}}``."""
+    results = {}
+    for config, (top1, top5, seen) in zip(depths, counts.tolist()):
+        share = 100.0 / max(seen, 1)
+        results[str(config)] = {"top1": top1 * share, "top5": top5 * share, "n": int(seen)}
+    return results
+
+
 def evaluate(
     model: DepthNet,
     dataset: ImageDataset,
@@ -36,22 +73,8 @@ def evaluate(
     a depth without them uses the shared ones, with a warning); ``shared_bn=True`` runs every depth
     with the shared statistics.
     """
-    was_training = model.training
-    model.eval()
-    results: dict[str, dict[str, float]] = {}
-    try:
-        for config in depths:
-            top1 = top5 = seen = 0
-            for inputs, labels in dataset.batches(batch_size):
-                logits = model(torch.from_numpy(inputs).to(device), config, shared_bn=shared_bn).float().cpu()
-                target = torch.from_numpy(np.asarray(labels))
-                top1 += topk_correct(logits, target, 1)
-                top5 += topk_correct(logits, target, 5)
-                seen += len(labels)
-            results[str(config)] = {"top1": 100.0 * top1 / max(seen, 1), "top5": 100.0 * top5 / max(seen, 1), "n": seen}
-    finally:
-        model.train(was_training)
-    return results
+    counts = correct_counts(model, dataset, depths, shared_bn=shared_bn, batch_size=batch_size, device=device)
+    return as_percentages(counts, depths)
 
 
 def evaluate_checkpoint(

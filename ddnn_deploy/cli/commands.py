@@ -100,7 +100,8 @@ def _train_option(name: str, type_: type, help_text: str | None = None):
     "(with teacher assistants); individual: each depth as its own network.",
 )
 @_train_option("epochs", int)
-@_train_option("batch_size", int)
+@_train_option("batch_size", int, "Images per process and step.")
+@_train_option("grad_accum", int, "Batches per optimizer step (their gradients summed): a larger batch in less memory.")
 @_train_option("lr", float)
 @_train_option("weight_decay", float)
 @_train_option("warmup_epochs", float)

@@ -63,6 +63,10 @@ class ImageDataset:
     def _take(self, index: np.ndarray) -> ImageDataset:
         return ImageDataset(self.images[index], self.labels[index], self.classes, self.preprocess, self.name)
 
+    def take(self, index: Sequence[int] | np.ndarray) -> ImageDataset:
+        """The samples at ``index``, in that order (a rank's shard)."""
+        return self._take(np.asarray(index, dtype=np.int64))
+
     def subset(self, count: int | None, seed: int = 0) -> ImageDataset:
         """A class-balanced-in-expectation random subset of ``count`` samples (all when None)."""
         if count is None or count >= len(self):

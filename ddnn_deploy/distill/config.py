@@ -25,7 +25,8 @@ class TrainConfig:
     width: int | None = None
     mode: str = "ekd"
     epochs: int = 30
-    batch_size: int = 128
+    batch_size: int = 128  # per process and per step (times grad_accum: per optimizer step)
+    grad_accum: int = 1  # batches whose gradients are summed into one optimizer step
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -57,7 +58,9 @@ class TrainConfig:
         if self.dataset not in DATASETS:
             raise UsageError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         # upper limits far above any real run, so a typo is one line rather than an overflow deep in torch
-        for name, least, most in (("epochs", 0, 100_000), ("batch_size", 1, 1 << 20), ("recal_samples", 1, 1 << 30)):
+        limits = (("epochs", 0, 100_000), ("batch_size", 1, 1 << 20), ("recal_samples", 1, 1 << 30),
+                  ("grad_accum", 1, 1 << 16))  # fmt: skip
+        for name, least, most in limits:
             number(f"--{name.replace('_', '-')}", getattr(self, name), at_least=least, at_most=most, integer=True)
         for name, most in (("train_limit", 1 << 40), ("test_limit", 1 << 40), ("threads", 1024)):
             if getattr(self, name) is not None:

@@ -35,7 +35,7 @@ class DistillTask(nn.Module):
 
     def forward(self, images: torch.Tensor, target: torch.Tensor):
         want_features = self.mode == "ekd"
-        outputs = [self.model(images, c, return_features=want_features) for c in self.depths]
+        outputs = self.model.forward_many(images, self.depths, return_features=want_features)  # shared prefix once
         logits = [o[0] for o in outputs] if want_features else outputs
         features = [o[1] for o in outputs] if want_features else None
         parts = distill_loss(

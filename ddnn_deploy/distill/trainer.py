@@ -8,10 +8,11 @@ seeded with ``(seed, e)``, so a CPU run is repeatable and a resumed run sees the
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ from ..atomic import remove_stale_temps
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..data import ImageDataset, load_dataset
 from ..errors import CheckpointError, DataError, TrainingError, UsageError
-from ..evaluation import evaluate
+from ..evaluation import as_percentages, correct_counts
 from ..models import DepthNet, build_model, count_macs, recalibrate_bn
+from ..models.bn import bn_stats_of
 from ..models.device import torch_device
 from ..progress import progress_bar
 from ..spec import ArchSpec, DepthConfig, arch_spec, parse_depths
@@ -239,6 +241,8 @@ class _Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     start_epoch: int = 0
     elapsed: float = 0.0  # seconds spent in training steps (evaluation excluded), over every session
+    # epoch -> this rank's (uint8 images, labels) batches, for streamed data; None: the in-memory path
+    batches: Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     @property
     def out(self) -> Path:
@@ -272,12 +276,10 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
         sums = _train_epoch(run, epoch, normalize)
         _check_finite(sums, epoch, config)
         run.elapsed += time.time() - started
-        if run.rank == 0:
-            _evaluate_and_save(run, epoch, sums, started, log)
+        _evaluate_and_save(run, epoch, sums, started, log)
         if run.world > 1:
             dist.barrier()
-    if run.rank == 0:
-        _finish(run, log)
+    _finish(run, log)
     if run.world > 1:
         dist.barrier()
     return load_checkpoint(run.out)
@@ -337,7 +339,7 @@ def _setup(config: TrainConfig, mode_label: str | None) -> _Run:
         wrapped = torch.nn.parallel.DistributedDataParallel(
             task, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=not covers_all
         )
-    steps_per_epoch = max(1, len(train_set) // world // config.batch_size)
+    steps_per_epoch = max(1, len(train_set) // world // (config.batch_size * config.grad_accum))  # optimizer steps
     optimizer, scheduler = _optimizer(model, config, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
     settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "extra", "resume")}
@@ -417,6 +419,7 @@ RUN_DEFINING = (
     "mode",
     "epochs",
     "batch_size",
+    "grad_accum",
     "lr",
     "momentum",
     "weight_decay",
@@ -474,12 +477,13 @@ def _resume(run: _Run, log: Callable[[str], None]) -> None:
 
 
 Sums = dict[str, list[float]]  # per depth: [summed loss, correct, seen]
+EVAL_BATCH = 500  # images per evaluation batch (and per shard unit)
+RECAL_BATCH = 250  # images per BN recalibration batch: the unit the ranks share out
 
 
-def _train_epoch(run: _Run, epoch: int, normalize: Normalizer) -> Sums:
-    """One epoch over this rank's shard; returns each depth's training loss and accuracy sums."""
+def _in_memory_batches(run: _Run, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's (uint8 images, labels) batches of ``epoch`` from an in-memory dataset, augmented here."""
     config = run.config
-    run.model.train()
     generator = torch.Generator().manual_seed((config.seed * 100003 + epoch) * 1009 + run.rank)
     # Interleaved shards: step s of all ranks together covers the same images as step s of a
     # single process with world x the batch size.
@@ -487,51 +491,157 @@ def _train_epoch(run: _Run, epoch: int, normalize: Normalizer) -> Sums:
     order = _epoch_order(len(run.train_set), config.seed, epoch)[run.rank :: run.world][:per_rank]
     pad, flip = _augment_settings(config.dataset, run.train_set.input_shape[1])
     images_all, labels_all = torch.from_numpy(run.train_set.images), torch.from_numpy(run.train_set.labels)
-    sums: Sums = {str(d): [0.0, 0, 0] for d in run.task.depths}
+    for step in range(run.steps_per_epoch * config.grad_accum):
+        index = torch.from_numpy(order[step * config.batch_size : (step + 1) * config.batch_size])
+        yield augment(images_all[index], generator, pad=pad, flip=flip), labels_all[index]
+
+
+def _train_epoch(run: _Run, epoch: int, normalize: Normalizer) -> Sums:
+    """One epoch over this rank's shard; returns each depth's training loss and accuracy sums (over all ranks).
+
+    The sums stay on the device until the epoch ends (no host synchronisation per step); the progress bar reads
+    them at most once a second. ``--grad-accum N``: N batches per optimizer step."""
+    config = run.config
+    run.model.train()
+    run.optimizer.zero_grad(set_to_none=True)
+    accum = config.grad_accum
+    # per depth: summed loss, correct, seen (float64 where the device has it: exact counts over a long epoch)
+    sums = torch.zeros(len(run.task.depths), 3, device=run.device,
+                       dtype=torch.float32 if run.device.type == "mps" else torch.float64)  # fmt: skip
     bar = progress_bar(
         range(run.steps_per_epoch), enabled=config.progress and run.rank == 0, desc=f"epoch {epoch + 1}/{config.epochs}"
     )
-    for step in bar:
-        index = torch.from_numpy(order[step * config.batch_size : (step + 1) * config.batch_size])
-        images = augment(images_all[index], generator, pad=pad, flip=flip)
+    batches = run.batches(epoch) if run.batches is not None else _in_memory_batches(run, epoch)
+    clock = _StepClock()
+    for micro in range(run.steps_per_epoch * accum):
+        with clock.waiting():
+            images, labels = next(batches)
         inputs = normalize(images.to(run.device, non_blocking=True))
         if config.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        target = labels_all[index].to(run.device, non_blocking=True)
-        parts, logits = _train_step(run, inputs, target)
+        target = labels.to(run.device, non_blocking=True)
+        last = (micro + 1) % accum == 0
+        parts, logits = _train_step(run, inputs, target, step=last, scale=1.0 / accum)
         with torch.no_grad():
-            for d, z in zip(run.task.depths, logits):
-                s = sums[str(d)]
-                s[0] += float(F.cross_entropy(z.float(), target)) * len(target)
-                s[1] += int((z.argmax(1) == target).sum())
-                s[2] += len(target)
-        if not bar.disable:  # the postfix costs a device sync per step: only when the bar is shown
-            bar.set_postfix_str(
-                " ".join(
-                    f"d{run.spec.depth_of(d)} {sums[str(d)][0] / sums[str(d)][2]:.3f}/"
-                    f"{100 * sums[str(d)][1] / sums[str(d)][2]:.1f}%"
-                    for d in run.task.depths
-                )
-                + f" kl {float(parts['kl'].detach()):.3f} at {float(parts['at'].detach()):.4f}"
-            )
-    return sums
+            stacked = torch.stack([z.detach().float() for z in logits])  # depths x batch x classes
+            losses = F.cross_entropy(stacked.flatten(0, 1), target.repeat(len(logits)), reduction="none")
+            sums[:, 0] += losses.view(len(logits), -1).sum(1)
+            sums[:, 1] += (stacked.argmax(2) == target).sum(1)
+            sums[:, 2] += len(target)
+        if last:
+            clock.images += len(target) * accum * run.world
+            bar.update(1)
+            if not bar.disable and clock.due():  # a device sync, at most once a second
+                bar.set_postfix_str(_progress_text(run, sums, parts, clock))
+    bar.close()
+    if run.world > 1:
+        dist.all_reduce(sums)  # every rank's shard: the epoch's training figures over the whole split
+    values = sums.cpu().tolist()
+    return {str(d): [v[0], int(v[1]), int(v[2])] for d, v in zip(run.task.depths, values)}
 
 
-def _train_step(run: _Run, inputs: torch.Tensor, target: torch.Tensor) -> tuple[dict, list[torch.Tensor]]:
-    """Forward every depth, backward the combined loss, one optimizer and scheduler step."""
-    with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.use_amp):
-        parts, logits = run.wrapped(inputs, target)
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(parts["loss"]).backward()
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
-    run.scheduler.step()
+class _StepClock:
+    """Wall time, time spent waiting for batches, images done: the progress line's images/s and data-wait share."""
+
+    def __init__(self) -> None:
+        self.started = self.shown = time.perf_counter()
+        self.waited, self.images = 0.0, 0
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.waited += time.perf_counter() - t0
+
+    def due(self) -> bool:
+        now = time.perf_counter()
+        if now - self.shown < 1.0:
+            return False
+        self.shown = now
+        return True
+
+    def text(self) -> str:
+        spent = max(time.perf_counter() - self.started, 1e-9)
+        return f"{self.images / spent:.0f} img/s, data wait {100 * self.waited / spent:.0f}%"
+
+
+def _progress_text(run: _Run, sums: torch.Tensor, parts: dict, clock: _StepClock) -> str:
+    values = sums.cpu().tolist()
+    per_depth = " ".join(
+        f"d{run.spec.depth_of(d)} {v[0] / max(v[2], 1):.3f}/{100 * v[1] / max(v[2], 1):.1f}%"
+        for d, v in zip(run.task.depths, values)
+    )
+    return f"{per_depth} kl {float(parts['kl'].detach()):.3f} at {float(parts['at'].detach()):.4f}, {clock.text()}"
+
+
+def _train_step(
+    run: _Run, inputs: torch.Tensor, target: torch.Tensor, *, step: bool = True, scale: float = 1.0
+) -> tuple[dict, list[torch.Tensor]]:
+    """Forward every depth and backward the combined loss (times ``scale``); with ``step``, one optimizer and
+    scheduler step. Gradients accumulate between steps; DDP all-reduces them only on the stepping batch."""
+    sync = step or not isinstance(run.wrapped, torch.nn.parallel.DistributedDataParallel)
+    with contextlib.nullcontext() if sync else run.wrapped.no_sync():
+        with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.use_amp):
+            parts, logits = run.wrapped(inputs, target)
+        run.scaler.scale(parts["loss"] * scale if scale != 1.0 else parts["loss"]).backward()
+    if step:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scheduler.step()
     return parts, logits
 
 
+def _shard(n: int, run: _Run, batch: int = 1) -> np.ndarray:
+    """This rank's indices of ``n`` samples: whole ``batch``-sized runs, dealt to the ranks in turn."""
+    starts = np.arange(0, n, batch)[run.rank :: run.world]
+    return np.concatenate([np.arange(b, min(b + batch, n)) for b in starts]) if len(starts) else np.zeros(0, int)
+
+
+def _evaluate(run: _Run, dataset: ImageDataset, *, shared_bn: bool = False) -> dict[str, dict[str, float]]:
+    """Every depth's accuracy on ``dataset``: each rank evaluates its shard, the counts are summed over ranks."""
+    part = dataset if run.world == 1 else dataset.take(_shard(len(dataset), run, EVAL_BATCH))
+    counts = correct_counts(run.model, part, run.depths, shared_bn=shared_bn, batch_size=EVAL_BATCH, device=run.device)
+    if run.world > 1:
+        counts = counts.to(run.device)
+        dist.all_reduce(counts)
+    return as_percentages(counts.cpu(), run.depths)
+
+
+def _recalibrate(run: _Run, depth: DepthConfig, recal_set: ImageDataset) -> dict[str, torch.Tensor]:
+    """``depth``'s BN statistics over every batch of ``recal_set``: each rank runs its share of the batches and
+    the cumulative averages are merged, weighted by batch counts: the single-process result, to float rounding."""
+    if run.world == 1:
+        batches = (torch.from_numpy(x) for x, _ in recal_set.batches(RECAL_BATCH))
+        return {k: v.cpu() for k, v in recalibrate_bn(run.model, depth, batches, run.device).items()}
+    part = recal_set.take(_shard(len(recal_set), run, RECAL_BATCH))
+    if len(part):
+        batches = (torch.from_numpy(x) for x, _ in part.batches(RECAL_BATCH))
+        stats = recalibrate_bn(run.model, depth, batches, run.device)
+    else:  # fewer batches than ranks: this rank adds nothing
+        stats = {k: torch.zeros_like(v) for k, v in bn_stats_of(run.model, depth).items()}
+    merged = {}
+    for key, value in stats.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        count = stats[key.rsplit(".", 1)[0] + ".num_batches_tracked"].to(run.device, torch.float64)
+        packed = torch.cat([(value.to(torch.float64) * count).flatten(), count.view(1)])
+        dist.all_reduce(packed)
+        merged[key] = (packed[:-1] / packed[-1]).to(value.dtype).view_as(value)
+    for key, value in stats.items():
+        if key.endswith("num_batches_tracked"):
+            total = value.clone()
+            dist.all_reduce(total)
+            merged[key] = total
+    return {k: v.cpu() for k, v in merged.items()}
+
+
 def _evaluate_and_save(run: _Run, epoch: int, sums: Sums, started: float, log: Callable[[str], None]) -> None:
-    """Rank 0 after each epoch: every depth's accuracy (shared BN), the history row, a resumable checkpoint."""
-    test = evaluate(run.model, run.test_set, run.depths, shared_bn=True, device=run.device)
+    """After each epoch, on every rank: every depth's accuracy (shared BN, each rank its shard); rank 0 records
+    the history row and writes a resumable checkpoint."""
+    test = _evaluate(run, run.test_set, shared_bn=True)
+    if run.rank != 0:
+        return
     row = {
         "epoch": epoch + 1,
         "lr": run.scheduler.get_last_lr()[0],
@@ -557,17 +667,17 @@ def _evaluate_and_save(run: _Run, epoch: int, sums: Sums, started: float, log: C
 
 
 def _finish(run: _Run, log: Callable[[str], None]) -> None:
-    """Rank 0 after the last epoch: BN statistics per depth re-estimated on un-augmented training images,
-    every depth evaluated with its own and with the shared statistics, the final checkpoint written."""
-    model, depths, device = run.model, run.depths, run.device
-    shared = evaluate(model, run.test_set, depths, shared_bn=True, device=device)
+    """After the last epoch, on every rank (each its share): BN statistics per depth re-estimated on un-augmented
+    training images, every depth evaluated with its own and with the shared statistics; rank 0 writes the final
+    checkpoint."""
+    model, depths = run.model, run.depths
+    shared = _evaluate(run, run.test_set, shared_bn=True)
     recal_set = run.train_set.subset(run.config.recal_samples, seed=3)
-    bn_stats: dict[str, dict[str, torch.Tensor]] = {}
-    for d in depths:
-        batches = (torch.from_numpy(x) for x, _ in recal_set.batches(250))
-        bn_stats[str(d)] = {k: v.cpu() for k, v in recalibrate_bn(model, d, batches, device).items()}
+    bn_stats = {str(d): _recalibrate(run, d, recal_set) for d in depths}
     model.set_depth_bn_stats(bn_stats)
-    own = evaluate(model, run.test_set, depths, device=device)
+    own = _evaluate(run, run.test_set)
+    if run.rank != 0:
+        return
     shape = tuple(run.train_set.input_shape)
     metrics: dict[str, dict[str, Any]] = {}
     for d in depths:

@@ -348,14 +348,12 @@ def bench(
 
     ``device`` is a profile name (built in or from ``profiles_file``) or a ``DeviceProfile``; ``timing``,
     ``precisions`` and ``overrides`` (profile fields, e.g. ``{"threads": 2, "batch_sizes": [1, 8]}``) override
-    the profile's. With ``results_path`` the results are written there (JSON + CSV,
-    and a PNG of accuracy against latency when ``plot`` and matplotlib allow). Returns the results.
+    the profile's. With ``results_path`` the results are written there (JSON + CSV, and a PNG of accuracy
+    against latency when ``plot`` and matplotlib allow). Returns the results.
 
-    ``dataset`` is a dataset name or a class-per-folder directory for accuracy, ``"auto"`` for the manifest's
-    dataset when its test data is here (the CLI's default), or ``None`` / ``"none"`` for latency only.
-
-    ``results_path`` may replace an earlier results file; anything else there needs ``force``, and the export
-    folder's own files (its manifest, graphs, engine cache) are never written.
+    ``dataset``: a dataset name or class-per-folder directory, ``"auto"`` (the manifest's dataset when its test
+    data is here: the CLI's default), or ``None`` / ``"none"`` (latency only).
+    ``results_path`` replaces an earlier results file (else needs ``force``), never the export folder's files.
     """
     say = log or (lambda message: None)
     profile = resolve_profile(device, profiles_file, precisions, timing, overrides)

@@ -90,6 +90,45 @@ class DepthNet(nn.Module):
         with bn_overrides(self._overrides(config)):
             return self._run(x, config, return_features)
 
+    def forward_many(self, x: torch.Tensor, depths: Sequence[DepthLike], *, return_features: bool = False) -> list:
+        """Every depth's ``forward`` on one batch, computing ONCE what they all compute identically.
+
+        In training mode (batch statistics) every depth runs the same stem and the same first blocks on the same
+        input: that prefix (the stem, each stage all depths run whole, and the blocks all of them run of the
+        first stage where they differ) runs once and each depth branches from its output. The outputs, the loss
+        and the gradients are those of separate ``forward`` calls (autograd sums the branches' gradients into
+        the prefix); the prefix's BN running averages are updated once per step instead of once per depth. In
+        eval mode each depth normalises with its own BN statistics, so nothing is shared there.
+        """
+        configs = [self.resolve(d) for d in depths]
+        if not self.training or len(configs) < 2:
+            return [self(x, c, return_features=return_features) for c in configs]
+        stages = self.stages()
+        x = self.stem(x)
+        shared: list[torch.Tensor] = []
+        branch_stage, branch_block = len(stages), 0
+        for index, stage in enumerate(stages):
+            counts = {c.active(index) for c in configs}
+            for block in stage[: min(counts)]:
+                x = block(x)
+            if len(counts) > 1:
+                branch_stage, branch_block = index, min(counts)
+                break
+            x = self.stage_tail(x)
+            shared.append(x)
+        outputs = []
+        for config in configs:
+            y, features = x, list(shared)
+            for index in range(branch_stage, len(stages)):
+                first = branch_block if index == branch_stage else 0
+                for block in stages[index][first : config.active(index)]:
+                    y = block(y)
+                y = self.stage_tail(y)
+                features.append(y)
+            logits = self.head(y)
+            outputs.append((logits, features) if return_features else logits)
+        return outputs
+
     def _run(self, x: torch.Tensor, config: DepthConfig, return_features: bool):
         x = self.stem(x)
         features: list[torch.Tensor] = []
