@@ -103,7 +103,8 @@ def evaluate_checkpoint(
     name = dataset or checkpoint.dataset
     if name is None:
         raise UsageError(f"{ckpt} names no dataset; pass --dataset")
-    test_set = load_dataset(name, "test", data_dir).subset(limit, seed=2)
+    sized = {"size": int(checkpoint.input_shape[1])} if name == "imagefolder" else {}  # the model's crop
+    test_set = load_dataset(name, "test", data_dir, **sized).subset(limit, seed=2)
     if tuple(test_set.input_shape) != tuple(checkpoint.input_shape):
         raise UsageError(
             f"{name} images are {list(test_set.input_shape)} but {ckpt} expects "

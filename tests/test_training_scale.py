@@ -63,3 +63,94 @@ def test_forward_many_in_eval_mode_is_each_depth_with_its_own_statistics():
     with torch.no_grad():
         for got, config in zip(model.forward_many(x, configs), configs):
             assert torch.equal(got, model(x, config))
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory, fashion_mnist_dir):
+    """Fashion-MNIST as an ImageNet-layout folder: 3-channel PNGs at 64 px, 10 classes, 60 train + 20 val each."""
+    import numpy as np
+    from PIL import Image
+
+    from ddnn_deploy.data import load_dataset
+
+    root = tmp_path_factory.mktemp("folder")
+    data = load_dataset("fashion-mnist", "train")
+    for split, per_class, offset in (("train", 60, 0), ("val", 20, 60)):
+        for label in range(10):
+            (root / split / f"c{label}").mkdir(parents=True)
+            picks = np.flatnonzero(data.labels == label)[offset : offset + per_class]
+            for n, i in enumerate(picks):
+                gray = Image.fromarray(data.images[i, 0]).resize((64, 64), Image.Resampling.BILINEAR)
+                Image.merge("RGB", (gray, gray, gray)).save(root / split / f"c{label}" / f"{n}.png")
+    return root
+
+
+def test_the_loader_shards_disjointly_and_augments_the_same_with_any_worker_count(image_folder):
+    from ddnn_deploy.distill.stream import FolderFiles
+
+    files = FolderFiles.open(image_folder / "train", size=32)
+    assert len(files) == 600 and files.input_shape == (3, 32, 32) and files.paths.dtype.kind == "S"
+    shards = []
+    for rank in (0, 1):
+        loader = files.loader(16, seed=5, rank=rank, world=2, workers=0)
+        loader.sampler.set_epoch(3)
+        shards.append([index for _, index in loader.sampler])
+    assert len(shards[0]) == len(shards[1]) == 300 and not set(shards[0]) & set(shards[1])
+
+    def first_batches(workers, epoch):
+        loader = files.loader(16, seed=5, rank=1, world=2, workers=workers)
+        loader.sampler.set_epoch(epoch)
+        return [batch for _, batch in zip(range(3), loader)]
+
+    one, two, other_epoch = first_batches(0, 3), first_batches(2, 3), first_batches(0, 4)
+    for (a, la), (b, lb) in zip(one, two):
+        assert a.dtype == torch.uint8 and a.shape == (16, 3, 32, 32) and torch.equal(a, b) and torch.equal(la, lb)
+    assert not torch.equal(one[0][0], other_epoch[0][0])
+
+
+def test_random_resized_crop_keeps_within_the_image_and_flips():
+    import numpy as np
+    from PIL import Image
+
+    from ddnn_deploy.distill.stream import random_resized_crop
+
+    ramp = np.tile(np.arange(200, dtype=np.uint8), (100, 1))  # brightness grows left to right
+    img = Image.fromarray(np.stack([ramp] * 3, axis=2))
+    flips = 0
+    for seed in range(40):
+        out = random_resized_crop(img, 24, np.random.default_rng(seed))
+        assert out.shape == (3, 24, 24) and out.dtype == np.uint8
+        flips += int(out[0, 0, 0] > out[0, 0, -1])
+    assert 5 < flips < 35  # about half mirrored
+    strip = Image.fromarray(np.zeros((4, 400, 3), dtype=np.uint8))  # no try fits: the centre-crop fallback
+    assert random_resized_crop(strip, 8, np.random.default_rng(0)).shape == (3, 8, 8)
+
+
+@pytest.mark.slow
+def test_torchrun_streams_an_image_folder_and_evaluates_over_both_ranks(image_folder, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from ddnn_deploy.checkpoint import load_checkpoint
+    from ddnn_deploy.evaluation import evaluate_checkpoint
+
+    out = tmp_path / "folder.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ddnn_deploy",
+           "train", "--arch", "resnet18", "--width", "8", "--dataset", "imagefolder", "--data", str(image_folder),
+           "--image-size", "32", "--workers", "1", "--epochs", "1", "--batch-size", "16", "--grad-accum", "2",
+           "--recal-samples", "600", "--device", "cpu", "--threads", "1", "--no-progress",
+           "--out", str(out)]  # fmt: skip
+    result = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = load_checkpoint(out)
+    assert ckpt.input_shape == [3, 32, 32] and ckpt.training["settings"]["world_size"] == 2
+    assert ckpt.training["settings"]["grad_accum"] == 2 and ckpt.dataset == "imagefolder"
+    # 600 images, 2 ranks, 16 x 2 per optimizer step: 9 steps; the epoch's training figures cover both ranks
+    assert ckpt.training["history"][0]["train"][str(ckpt.depths[0])]["top1"] >= 0
+    single = evaluate_checkpoint(out, dataset="imagefolder", data_dir=str(image_folder))
+    assert {r["depth"]: r["top1"] for r in single["depths"]} == {
+        ckpt.spec.depth_of(c): ckpt.metrics[str(c)]["top1"] for c in ckpt.depths
+    }
+    assert all(r["n"] == 200 for r in single["depths"])

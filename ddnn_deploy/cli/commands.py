@@ -127,12 +127,16 @@ def _train_option(name: str, type_: type, help_text: str | None = None):
     "test set: tune hyper-parameters this way, never on the test set.",
 )
 @_train_option("recal_samples", int, "Training images used to recalibrate each depth's BN statistics.")
+@_train_option("image_size", int, "Image folders: training crop and evaluation centre crop, in pixels.")
+@click.option("--workers", type=int, default=None, help="Image folders: loader processes per rank (default: by cores).")
+@click.option("--no-channels-last", is_flag=True, help="Keep NCHW memory layout (channels_last is on by default).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(**opts) -> None:
     """Train a DDNN checkpoint (EKD by default); works under torchrun for DDP."""
     from ..distill.trainer import train as run_train
 
     opts["amp"] = not opts.pop("no_amp")
+    opts["channels_last"] = not opts.pop("no_channels_last")
     opts["progress"] = not opts.pop("no_progress")
     run_train(TrainConfig(**opts), log=_log)
 

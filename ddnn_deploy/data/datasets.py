@@ -12,7 +12,7 @@ import os
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,10 +279,17 @@ def resize_center_crop(img: Any, size: int, resize: int | None = None, *, name: 
     return np.asarray(img).transpose(2, 0, 1)
 
 
-def decode_image_file(source: Any, size: int, resize: int | None = None, *, name: str) -> np.ndarray:
-    """One encoded image (a path or a binary file object) as ``resize_center_crop`` gives it; the size is read
-    from the header and checked against ``MAX_PIXELS`` before anything is decoded. Any failure is one
-    DataError naming ``name``."""
+def decode_image_file(
+    source: Any,
+    size: int,
+    resize: int | None = None,
+    *,
+    name: str,
+    transform: Callable[[Any], np.ndarray] | None = None,
+) -> np.ndarray:
+    """One encoded image (a path or a binary file object) as ``resize_center_crop`` gives it (or ``transform``, a
+    PIL image -> uint8 CHW, e.g. a training augmentation); the size is read from the header and checked against
+    ``MAX_PIXELS`` before anything is decoded. Any failure is one DataError naming ``name``."""
     image = optional_import("PIL.Image", "reading images")
     try:
         with warnings.catch_warnings():
@@ -292,7 +299,7 @@ def decode_image_file(source: Any, size: int, resize: int | None = None, *, name
                 if img.width * img.height > MAX_PIXELS:
                     raise DataError(f"{name}: the image has more than {MAX_PIXELS} pixels; refusing to decode it")
                 img.load()
-                return resize_center_crop(img, size, resize, name=name)
+                return resize_center_crop(img, size, resize, name=name) if transform is None else transform(img)
     except DataError:
         raise
     except FileNotFoundError:
@@ -324,6 +331,20 @@ def load_image_folder(
     Decodes eagerly into memory, so it suits calibration and accuracy subsets; use ``limit``.
     """
     optional_import("PIL.Image", "reading image folders")
+    classes, files = list_image_folder(folder)
+    if limit is not None and limit < len(files):
+        keep = np.sort(np.random.default_rng(0).permutation(len(files))[:limit])
+        files = [files[i] for i in keep]
+    resize = resize or int(round(size * 256 / 224))
+    images = np.empty((len(files), 3, size, size), dtype=np.uint8)
+    for n, (path, _) in enumerate(files):
+        images[n] = decode_image_file(path, size, resize, name=str(path))
+    labels = np.array([i for _, i in files], dtype=np.int64)
+    return ImageDataset(images, labels, classes, PREPROCESS["imagefolder"], "imagefolder")
+
+
+def list_image_folder(folder: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    """(class names, [(image path, class index)]) of an ImageNet-layout folder, sorted; nothing decoded."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist")
@@ -341,15 +362,7 @@ def load_image_folder(
         raise DataError(f"{folder} has no class sub-folders (expected ROOT/CLASS/IMAGE.jpg)")
     if not files:
         raise DataError(f"{folder} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    if limit is not None and limit < len(files):
-        keep = np.sort(np.random.default_rng(0).permutation(len(files))[:limit])
-        files = [files[i] for i in keep]
-    resize = resize or int(round(size * 256 / 224))
-    images = np.empty((len(files), 3, size, size), dtype=np.uint8)
-    for n, (path, _) in enumerate(files):
-        images[n] = decode_image_file(path, size, resize, name=str(path))
-    labels = np.array([i for _, i in files], dtype=np.int64)
-    return ImageDataset(images, labels, classes, PREPROCESS["imagefolder"], "imagefolder")
+    return classes, files
 
 
 def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None, **kwargs: Any) -> ImageDataset:

@@ -48,6 +48,8 @@ class TrainConfig:
     # instead of the test set, so hyper-parameters can be tuned without looking at the test set
     holdout: int = 0
     recal_samples: int = 10000
+    image_size: int = 224  # image folders: the training crop and the evaluation centre crop (resized x256/224 first)
+    workers: int | None = None  # image folders: loader processes per rank (None: by core count, at most 8)
     channels_last: bool = True
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -66,6 +68,9 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 number(f"--{name.replace('_', '-')}", getattr(self, name), at_least=1, at_most=most, integer=True)
         number("--holdout", self.holdout, at_least=0, integer=True)
+        number("--image-size", self.image_size, at_least=8, at_most=4096, integer=True)
+        if self.workers is not None:
+            number("--workers", self.workers, at_least=0, at_most=256, integer=True)
         number("--seed", self.seed, at_least=0, at_most=2**32 - 1, integer=True)
         if self.width is not None:
             number("--width", self.width, at_least=1, at_most=4096, integer=True)

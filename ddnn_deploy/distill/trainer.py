@@ -199,7 +199,10 @@ HOLDOUT_SEED = 20261125  # one split for every run, whatever its --seed
 
 
 def _load_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
-    """(training set, evaluation set): the test split, or with ``holdout`` images held out of training."""
+    """(training set, evaluation set): the test split, or with ``holdout`` images held out of training. Image
+    folders stream (file lists; ``stream.FolderFiles``), the other datasets are decoded into memory."""
+    if config.dataset == "imagefolder":
+        return _folder_data(config)
     train_set = load_dataset(config.dataset, "train", config.data_dir)
     if config.holdout:
         try:
@@ -209,6 +212,41 @@ def _load_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
     else:
         test_set = load_dataset(config.dataset, "test", config.data_dir)
     return train_set.subset(config.train_limit, seed=1), test_set.subset(config.test_limit, seed=2)
+
+
+def _folder_data(config: TrainConfig) -> tuple[Any, Any]:
+    from .stream import FolderFiles
+
+    if config.data_dir is None:
+        raise UsageError("--dataset imagefolder needs --data ROOT (ROOT/train/CLASS/*.jpg and ROOT/val/CLASS/*.jpg)")
+    root = Path(config.data_dir)
+    train_set = FolderFiles.open(root / "train" if (root / "train").is_dir() else root, config.image_size)
+    if config.holdout:
+        try:
+            train_set, test_set = train_set.split(config.holdout, seed=HOLDOUT_SEED)
+        except DataError as exc:
+            raise UsageError(f"--holdout: {exc}") from None
+    elif (root / "val").is_dir():
+        test_set = FolderFiles.open(root / "val", config.image_size)
+        if test_set.classes != train_set.classes:
+            raise DataError(f"{root / 'val'} and {root / 'train'} have different class folders")
+    else:
+        raise UsageError(f"{root} has no val/ folder: add ROOT/val/CLASS/*.jpg, or hold out images with --holdout N")
+    return train_set.subset(config.train_limit, seed=1), test_set.subset(config.test_limit, seed=2)
+
+
+def _streamed_batches(run: _Run) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """For a streamed training set: epoch -> this rank's augmented batches, from one loader kept across epochs."""
+    loader = run.train_set.loader(
+        run.config.batch_size, seed=run.config.seed, rank=run.rank, world=run.world, workers=run.config.workers,
+        pin_memory=run.device.type == "cuda",
+    )  # fmt: skip
+
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        loader.sampler.set_epoch(epoch)
+        return iter(loader)
+
+    return batches
 
 
 def depths_text(spec: ArchSpec, configs: list[DepthConfig]) -> str:
@@ -352,7 +390,7 @@ def _setup(config: TrainConfig, mode_label: str | None) -> _Run:
             "mode": mode_label or config.mode,
         }
     )
-    return _Run(
+    run = _Run(
         config,
         device,
         rank,
@@ -371,6 +409,9 @@ def _setup(config: TrainConfig, mode_label: str | None) -> _Run:
         steps_per_epoch,
         settings,
     )
+    if not isinstance(train_set, ImageDataset):
+        run.batches = _streamed_batches(run)
+    return run
 
 
 def _build_model(config: TrainConfig, train_set: ImageDataset, device: torch.device) -> tuple[DepthNet, dict[str, Any]]:
@@ -431,6 +472,7 @@ RUN_DEFINING = (
     "init",
     "train_limit",
     "holdout",
+    "image_size",
     "recal_samples",
     "world_size",
 )
@@ -612,11 +654,11 @@ def _recalibrate(run: _Run, depth: DepthConfig, recal_set: ImageDataset) -> dict
     """``depth``'s BN statistics over every batch of ``recal_set``: each rank runs its share of the batches and
     the cumulative averages are merged, weighted by batch counts: the single-process result, to float rounding."""
     if run.world == 1:
-        batches = (torch.from_numpy(x) for x, _ in recal_set.batches(RECAL_BATCH))
+        batches = (torch.as_tensor(x) for x, _ in recal_set.batches(RECAL_BATCH))
         return {k: v.cpu() for k, v in recalibrate_bn(run.model, depth, batches, run.device).items()}
     part = recal_set.take(_shard(len(recal_set), run, RECAL_BATCH))
     if len(part):
-        batches = (torch.from_numpy(x) for x, _ in part.batches(RECAL_BATCH))
+        batches = (torch.as_tensor(x) for x, _ in part.batches(RECAL_BATCH))
         stats = recalibrate_bn(run.model, depth, batches, run.device)
     else:  # fewer batches than ranks: this rank adds nothing
         stats = {k: torch.zeros_like(v) for k, v in bn_stats_of(run.model, depth).items()}
