@@ -154,3 +154,45 @@ def test_torchrun_streams_an_image_folder_and_evaluates_over_both_ranks(image_fo
         ckpt.spec.depth_of(c): ckpt.metrics[str(c)]["top1"] for c in ckpt.depths
     }
     assert all(r["n"] == 200 for r in single["depths"])
+
+
+def test_init_from_another_class_count_keeps_all_but_the_classifier():
+    from ddnn_deploy.distill.trainer import _load_init
+
+    torch.manual_seed(0)
+    imagenet = build_model("resnet18", num_classes=1000, width=8).state_dict()
+    model = build_model("resnet18", num_classes=10, width=8)
+    fresh_head = model.fc.weight.detach().clone()
+    _load_init(model, imagenet, "--init x")
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in imagenet.items() if not k.startswith("fc."))
+    assert torch.equal(model.fc.weight, fresh_head)
+    broken = {k: (v[:1] if k == "conv1.weight" else v) for k, v in imagenet.items()}
+    from ddnn_deploy.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="do not fit"):  # anything but the classifier must fit
+        _load_init(model, broken, "--init x")
+
+
+@pytest.mark.slow
+def test_the_finetune_recipe_scales_the_lr_and_starts_from_converted_weights(image_folder, tmp_path):
+    from helpers import cli_runner
+
+    from ddnn_deploy.checkpoint import load_checkpoint
+    from ddnn_deploy.cli import cli
+
+    init = tmp_path / "init.pt"
+    made = cli_runner().invoke(cli, ["convert", "--arch", "resnet18", "--width", "8", "--out", str(init)])
+    assert made.exit_code == 0, made.output
+    args = ["train", "--recipe", "imagenet-finetune", "--arch", "resnet18", "--width", "8", "--data",
+            str(image_folder), "--image-size", "32", "--epochs", "1", "--batch-size", "32", "--workers", "0",
+            "--recal-samples", "100", "--test-limit", "50", "--no-progress",
+            "--out", str(tmp_path / "ft.pt")]  # fmt: skip
+    missing = cli_runner().invoke(cli, args)
+    assert missing.exit_code == 2 and "--init" in missing.stderr
+    result = cli_runner().invoke(cli, [*args, "--init", str(init)])
+    assert result.exit_code == 0, result.output
+    assert "lr 0.00125" in result.stderr  # 0.01 per 256 images x a global batch of 32
+    settings = load_checkpoint(tmp_path / "ft.pt").training["settings"]
+    assert settings["lr_scale"] == "linear" and settings["weight_decay"] == 1e-4 and settings["epochs"] == 1
+    assert settings["dataset"] == "imagefolder" and settings["init"] == str(init)

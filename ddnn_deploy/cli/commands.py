@@ -9,7 +9,7 @@ import shutil
 import click
 
 from ..data import DATASETS
-from ..distill.config import MODES, TrainConfig
+from ..distill.config import LR_SCALES, MODES, RECIPES, TrainConfig
 from ..distill.config import default as train_default
 from ..errors import UsageError
 from ..formats.profiles import BUILTIN_PROFILES
@@ -77,6 +77,12 @@ def _train_option(name: str, type_: type, help_text: str | None = None):
 
 
 @click.command("train")
+@click.option(
+    "--recipe",
+    type=click.Choice(sorted(RECIPES)),
+    default=None,
+    help="Defaults for a kind of run (options given explicitly still win); see the README.",
+)
 @click.option("--arch", default=train_default("arch"), show_default=True, help="Architecture (see `info --arch`).")
 @click.option(
     "--depths",
@@ -129,12 +135,31 @@ def _train_option(name: str, type_: type, help_text: str | None = None):
 @_train_option("recal_samples", int, "Training images used to recalibrate each depth's BN statistics.")
 @_train_option("image_size", int, "Image folders: training crop and evaluation centre crop, in pixels.")
 @click.option("--workers", type=int, default=None, help="Image folders: loader processes per rank (default: by cores).")
+@click.option(
+    "--lr-scale",
+    type=click.Choice(LR_SCALES),
+    default=train_default("lr_scale"),
+    show_default=True,
+    help="linear: --lr is per --lr-base-batch images, scaled with the global batch (batch x grad-accum x processes).",
+)
+@_train_option("lr_base_batch", int)
 @click.option("--no-channels-last", is_flag=True, help="Keep NCHW memory layout (channels_last is on by default).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(**opts) -> None:
     """Train a DDNN checkpoint (EKD by default); works under torchrun for DDP."""
     from ..distill.trainer import train as run_train
 
+    recipe = opts.pop("recipe")
+    if recipe is not None:  # the recipe's values where the user left the option at its default
+        context = click.get_current_context()
+        for key, value in RECIPES[recipe].items():
+            if context.get_parameter_source(key) in (None, click.core.ParameterSource.DEFAULT):
+                opts[key] = value
+        if recipe == "imagenet-finetune" and not opts.get("init"):
+            raise UsageError(
+                "--recipe imagenet-finetune fine-tunes weights you have: convert them first (ddnn-deploy convert "
+                "--arch resnet50 --weights resnet50-*.pth --out r50-init.pt), then pass --init r50-init.pt"
+            )
     opts["amp"] = not opts.pop("no_amp")
     opts["channels_last"] = not opts.pop("no_channels_last")
     opts["progress"] = not opts.pop("no_progress")

@@ -181,6 +181,20 @@ def _load_weights(model: torch.nn.Module, state: dict, what: str) -> None:
         ) from None
 
 
+def _load_init(model: torch.nn.Module, state: dict, what: str) -> None:
+    """Fine-tuning: every weight of ``state``; a classifier for another number of classes (ImageNet's 1000 on a
+    10-class folder) is left freshly initialised, and only it. The depth tables need not match: sub-nets are
+    slices of the same weights."""
+    own = model.state_dict()
+    last = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)][-1:]
+    head = {k for k in own if last and k.rsplit(".", 1)[0] == last[0]}
+    other = {k for k in head if k in state and tuple(state[k].shape) != tuple(own[k].shape)}
+    if other and other == head:
+        state = {k: v for k, v in state.items() if k not in head}
+        state.update({k: own[k] for k in head})
+    _load_weights(model, state, what)
+
+
 def _check_output(out: Path) -> None:
     """Fail before the first epoch, not after it, when the checkpoint cannot be written."""
     if out.is_dir():
@@ -303,6 +317,7 @@ def _train_ddnn(config: TrainConfig, *, log: Callable[[str], None], mode_label: 
         _check_output(run.out)
         remove_stale_temps(run.out.parent, run.out.name)  # what a killed run left beside the checkpoint
         where = f"training on {run.device}, AMP {'on (fp16)' if run.use_amp else 'off'}"
+        where += f", lr {effective_lr(config, run.world):g}"
         if dist.is_available() and dist.is_initialized():
             where += f", DDP with {run.world} process(es) over {dist.get_backend()}"
         log(where)
@@ -378,7 +393,7 @@ def _setup(config: TrainConfig, mode_label: str | None) -> _Run:
             task, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=not covers_all
         )
     steps_per_epoch = max(1, len(train_set) // world // (config.batch_size * config.grad_accum))  # optimizer steps
-    optimizer, scheduler = _optimizer(model, config, steps_per_epoch)
+    optimizer, scheduler = _optimizer(model, config, steps_per_epoch, world)
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
     settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "extra", "resume")}
     settings.update(
@@ -424,15 +439,23 @@ def _build_model(config: TrainConfig, train_set: ImageDataset, device: torch.dev
         init = load_checkpoint(config.init)
         if init.arch != config.arch:
             raise UsageError(f"--init checkpoint is {init.arch}, not {config.arch}")
-        _load_weights(model, init.state_dict, f"--init {config.init}")
+        _load_init(model, init.state_dict, f"--init {config.init}")
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     return model, model_kwargs
 
 
+def effective_lr(config: TrainConfig, world: int = 1) -> float:
+    """``--lr``, or with ``--lr-scale linear`` the linear scaling rule (Goyal et al.): ``--lr`` per
+    ``--lr-base-batch`` images, times the global batch (batch size x gradient accumulation x processes)."""
+    if config.lr_scale == "linear":
+        return config.lr * config.batch_size * config.grad_accum * world / config.lr_base_batch
+    return config.lr
+
+
 def _optimizer(
-    model: DepthNet, config: TrainConfig, steps_per_epoch: int
+    model: DepthNet, config: TrainConfig, steps_per_epoch: int, world: int = 1
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """SGD with Nesterov momentum (no weight decay on BN and biases), linear warm-up + cosine."""
     decay, no_decay = [], []
@@ -440,7 +463,7 @@ def _optimizer(
         (no_decay if p.ndim <= 1 else decay).append(p)
     optimizer = torch.optim.SGD(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
+        lr=effective_lr(config, world),
         momentum=config.momentum,
         nesterov=True,
     )
@@ -462,6 +485,8 @@ RUN_DEFINING = (
     "batch_size",
     "grad_accum",
     "lr",
+    "lr_scale",
+    "lr_base_batch",
     "momentum",
     "weight_decay",
     "warmup_epochs",
