@@ -178,6 +178,9 @@ class Batcher:
         self.metrics.depth.set(self.runtime.depth)
 
 
+INLINE_DECODE_BYTES = 1 << 20  # .npy bodies up to this size decode on the event loop (one 224 px image: 150 KB)
+
+
 def _decode_body(body: bytes, content_type: str, runtime: DepthRuntime) -> np.ndarray:
     shape = runtime.manifest.input_shape
     if content_type in IMAGE_TYPES:
@@ -267,7 +270,12 @@ def create_app(runtime: DepthRuntime, settings: ServeSettings | None = None) -> 
                 runtime.check_depth(depth)
             body = await _read_body(request, settings.max_body_bytes)
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            pixels = await asyncio.get_running_loop().run_in_executor(None, _decode_body, body, content_type, runtime)
+            if content_type in NPY_TYPES and len(body) <= INLINE_DECODE_BYTES:  # ~0.1 ms: no thread hand-off
+                pixels = _decode_body(body, content_type, runtime)
+            else:  # images (and large arrays) decode off the event loop
+                pixels = await asyncio.get_running_loop().run_in_executor(
+                    None, _decode_body, body, content_type, runtime
+                )
             future = state["batcher"].submit(pixels, arrival, depth)
         except asyncio.QueueFull:
             metrics.rejected.labels(reason="queue_full").inc()
