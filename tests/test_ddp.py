@@ -56,3 +56,30 @@ def test_torchrun_two_gloo_processes(tmp_path, fashion_mnist_dir):
     # rank 0 alone writes: exactly one "epoch 1/1" line and no stray temporary files
     assert result.stderr.count("epoch 1/1") == 1
     assert [p.name for p in tmp_path.iterdir()] == ["ddp.pt"]
+
+
+@pytest.mark.slow
+def test_an_interrupted_ddp_run_resumes_to_the_same_weights(tmp_path, fashion_mnist_dir):
+    import torch
+
+    child = os.path.join(os.path.dirname(__file__), "ddp_resume_child.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def launch(out, how):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", child,
+               str(out), how]  # fmt: skip
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+    straight = launch(tmp_path / "straight.pt", "straight")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    interrupted = launch(tmp_path / "resumed.pt", "interrupt")
+    assert interrupted.returncode != 0 and "KeyboardInterrupt" in interrupted.stderr
+    partial = load_checkpoint(tmp_path / "resumed.pt")
+    assert partial.training["epochs_done"] == 1 and partial.training["resume"]["epoch"] == 1
+    resumed = launch(tmp_path / "resumed.pt", "resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = load_checkpoint(tmp_path / "straight.pt"), load_checkpoint(tmp_path / "resumed.pt")
+    assert a.state_dict.keys() == b.state_dict.keys()
+    for key, value in a.state_dict.items():
+        assert torch.equal(value, b.state_dict[key]), key
+    assert a.metrics == b.metrics

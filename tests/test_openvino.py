@@ -168,13 +168,12 @@ def test_a_missing_openvino_is_one_line(folder, tmp_path):
     (blocker / "__init__.py").write_text("raise ImportError('openvino is blocked for this test')\n")
     env = {**os.environ, "PYTHONPATH": f"{blocker.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     run = [sys.executable, "-m", "ddnn_deploy", "bench", "--artifacts", str(folder), "--no-progress", "--depths", "8"]
-    result = subprocess.run([*run, "--device", "x86-openvino"], capture_output=True, text=True, env=env, timeout=120)
+    common = dict(capture_output=True, text=True, env=env, cwd=tmp_path)  # its results.json lands in tmp_path
+    result = subprocess.run([*run, "--device", "x86-openvino"], timeout=120, **common)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 5 and len(lines) == 1 and "pip install openvino" in lines[0], result.stderr
     # x86-cpu goes on with onnxruntime and says why OpenVINO is left out
-    result = subprocess.run(
-        [*run, "--device", "x86-cpu", "--json"], capture_output=True, text=True, env=env, timeout=300
-    )
+    result = subprocess.run([*run, "--device", "x86-cpu", "--json"], timeout=300, **common)
     assert result.returncode == 0, result.stderr
     assert "note: openvino is not installed, so 'x86-cpu' measures onnxruntime only" in result.stderr
     assert {r["backend"] for r in json.loads(result.stdout)["rows"]} == {"onnxruntime"}

@@ -1,7 +1,7 @@
 """Streaming image folders for training at ImageNet scale: a file list in memory, images decoded on demand.
 
-``FolderFiles`` holds the paths (one fixed-width byte array, shared by forked workers without copy-on-read) and
-the labels; nothing else grows with the dataset. It offers what the trainer asks of an in-memory
+``FolderFiles`` holds the paths (one fixed-width byte array: no Python object per file) and the
+labels; nothing else grows with the dataset. It offers what the trainer asks of an in-memory
 ``ImageDataset`` (``input_shape``, ``classes``, ``preprocess``, ``subset``, ``split``, ``take``, ``batches``) and a
 training ``loader``: ``DataLoader`` workers, pinned memory on CUDA, persistent workers, and a
 ``DistributedSampler`` (each rank reads its shard only; ``set_epoch`` every epoch).
@@ -116,8 +116,9 @@ class FolderFiles:
 
     def batches(self, batch_size: int, *, workers: int | None = None) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         """In-order (float32 input, labels) batches, decoded by ``workers`` processes (evaluation, BN)."""
+        workers = default_workers() if workers is None else workers
         loader = torch.utils.data.DataLoader(
-            _EvalView(self), batch_size=batch_size, num_workers=default_workers() if workers is None else workers
+            _EvalView(self), batch_size=batch_size, num_workers=workers, multiprocessing_context=_context(workers)
         )
         for images, labels in loader:
             yield torch.from_numpy(self.preprocess.apply(images.numpy())), labels.numpy()
@@ -135,7 +136,20 @@ class FolderFiles:
         return torch.utils.data.DataLoader(
             _TrainView(self, seed), batch_size=batch_size, sampler=_EpochSampler(shard), num_workers=workers,
             pin_memory=pin_memory, persistent_workers=workers > 0, drop_last=True,
+            multiprocessing_context=_context(workers),
         )  # fmt: skip
+
+
+def _context(workers: int) -> Any:
+    """Workers start from a fork server, not a fork of this process: by the time a loader starts, this process
+    runs other libraries' thread pools (OpenMP, onnxruntime, OpenVINO's TBB), and forking a threaded process can
+    crash it (it did, in the test suite). The file list travels to each worker once (persistent workers)."""
+    if workers == 0:
+        return None
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def default_workers(world: int = 1) -> int:

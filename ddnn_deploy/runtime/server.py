@@ -178,6 +178,14 @@ class Batcher:
         self.metrics.depth.set(self.runtime.depth)
 
 
+async def _decode(body: bytes, content_type: str, runtime: DepthRuntime) -> np.ndarray:
+    """A small .npy body decodes right here (about 0.1 ms: cheaper than a thread hand-off); images and large
+    arrays decode off the event loop."""
+    if content_type in NPY_TYPES and len(body) <= INLINE_DECODE_BYTES:
+        return _decode_body(body, content_type, runtime)
+    return await asyncio.get_running_loop().run_in_executor(None, _decode_body, body, content_type, runtime)
+
+
 INLINE_DECODE_BYTES = 1 << 20  # .npy bodies up to this size decode on the event loop (one 224 px image: 150 KB)
 
 
@@ -270,12 +278,7 @@ def create_app(runtime: DepthRuntime, settings: ServeSettings | None = None) -> 
                 runtime.check_depth(depth)
             body = await _read_body(request, settings.max_body_bytes)
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type in NPY_TYPES and len(body) <= INLINE_DECODE_BYTES:  # ~0.1 ms: no thread hand-off
-                pixels = _decode_body(body, content_type, runtime)
-            else:  # images (and large arrays) decode off the event loop
-                pixels = await asyncio.get_running_loop().run_in_executor(
-                    None, _decode_body, body, content_type, runtime
-                )
+            pixels = await _decode(body, content_type, runtime)
             future = state["batcher"].submit(pixels, arrival, depth)
         except asyncio.QueueFull:
             metrics.rejected.labels(reason="queue_full").inc()
