@@ -71,18 +71,20 @@ class FolderFiles:
     """An image folder as a file list: ``root`` / ``paths`` (relative, fixed-width bytes) / ``labels``."""
 
     def __init__(
-        self, root: Path, paths: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], size: int = 224
-    ) -> None:
+        self, root: Path, paths: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], size: int = 224,
+        workers: int | None = None,
+    ) -> None:  # fmt: skip
         self.root, self.paths, self.labels, self.classes, self.size = Path(root), paths, labels, classes, size
+        self.workers = workers  # loader processes for batches() and loader() (None: default_workers())
         self.preprocess: Preprocess = PREPROCESS["imagefolder"]
         self.name = "imagefolder"
 
     @classmethod
-    def open(cls, folder: str | Path, size: int = 224) -> FolderFiles:
+    def open(cls, folder: str | Path, size: int = 224, workers: int | None = None) -> FolderFiles:
         folder = Path(folder)
         classes, files = list_image_folder(folder)
         paths = np.array([str(p.relative_to(folder)).encode() for p, _ in files])
-        return cls(folder, paths, np.array([i for _, i in files], dtype=np.int64), classes, size)
+        return cls(folder, paths, np.array([i for _, i in files], dtype=np.int64), classes, size, workers)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -96,7 +98,7 @@ class FolderFiles:
 
     def take(self, index: Any) -> FolderFiles:
         index = np.asarray(index, dtype=np.int64)
-        return FolderFiles(self.root, self.paths[index], self.labels[index], self.classes, self.size)
+        return FolderFiles(self.root, self.paths[index], self.labels[index], self.classes, self.size, self.workers)
 
     def subset(self, count: int | None, seed: int = 0) -> FolderFiles:
         if count is None or count >= len(self):
@@ -116,6 +118,7 @@ class FolderFiles:
 
     def batches(self, batch_size: int, *, workers: int | None = None) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         """In-order (float32 input, labels) batches, decoded by ``workers`` processes (evaluation, BN)."""
+        workers = self.workers if workers is None else workers
         workers = default_workers() if workers is None else workers
         loader = torch.utils.data.DataLoader(
             _EvalView(self), batch_size=batch_size, num_workers=workers, multiprocessing_context=_context(workers)
@@ -129,6 +132,7 @@ class FolderFiles:
     ) -> Any:  # fmt: skip
         """The training ``DataLoader``: this rank's shard of a per-epoch shuffle, augmented in the workers; call
         ``set_epoch(epoch)`` on its ``sampler`` before each epoch."""
+        workers = self.workers if workers is None else workers
         workers = default_workers(world) if workers is None else workers
         shard = torch.utils.data.DistributedSampler(
             range(len(self)), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True

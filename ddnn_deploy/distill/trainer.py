@@ -234,14 +234,15 @@ def _folder_data(config: TrainConfig) -> tuple[Any, Any]:
     if config.data_dir is None:
         raise UsageError("--dataset imagefolder needs --data ROOT (ROOT/train/CLASS/*.jpg and ROOT/val/CLASS/*.jpg)")
     root = Path(config.data_dir)
-    train_set = FolderFiles.open(root / "train" if (root / "train").is_dir() else root, config.image_size)
+    train_set = FolderFiles.open(root / "train" if (root / "train").is_dir() else root, config.image_size,
+                                 config.workers)  # fmt: skip
     if config.holdout:
         try:
             train_set, test_set = train_set.split(config.holdout, seed=HOLDOUT_SEED)
         except DataError as exc:
             raise UsageError(f"--holdout: {exc}") from None
     elif (root / "val").is_dir():
-        test_set = FolderFiles.open(root / "val", config.image_size)
+        test_set = FolderFiles.open(root / "val", config.image_size, config.workers)
         if test_set.classes != train_set.classes:
             raise DataError(f"{root / 'val'} and {root / 'train'} have different class folders")
     else:
