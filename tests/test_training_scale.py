@@ -208,3 +208,20 @@ def test_the_finetune_recipe_scales_the_lr_and_starts_from_converted_weights(ima
     settings = load_checkpoint(tmp_path / "ft.pt").training["settings"]
     assert settings["lr_scale"] == "linear" and settings["weight_decay"] == 1e-4 and settings["epochs"] == 1
     assert settings["dataset"] == "imagefolder" and settings["init"] == str(init)
+
+
+def test_depths_on_the_same_path_share_blocks_as_a_tree():
+    """ResNet-50's 26/38/50 (2-2-2-2, 3-3-3-3, 3-4-6-3): 36 block calls one depth at a time; shared, 2 for
+    all three in stage 1, then 38 and 50 together for the rest of stage 1 and three blocks of stage 2: 28."""
+    model = build_model("resnet50", num_classes=10, width=4, input_size=32).train()
+    calls = []
+    for stage in model.stages():
+        for block in stage:
+            block.register_forward_hook(lambda module, args, out: calls.append(module))
+    configs = parse_depths(arch_spec("resnet50"), "26,38,50")
+    model.forward_many(torch.randn(2, 3, 32, 32), configs)
+    assert len(calls) == 28
+    calls.clear()
+    for config in configs:
+        model(torch.randn(2, 3, 32, 32), config)
+    assert len(calls) == 36

@@ -91,43 +91,49 @@ class DepthNet(nn.Module):
             return self._run(x, config, return_features)
 
     def forward_many(self, x: torch.Tensor, depths: Sequence[DepthLike], *, return_features: bool = False) -> list:
-        """Every depth's ``forward`` on one batch, computing ONCE what they all compute identically.
+        """Every depth's ``forward`` on one batch, computing ONCE what several depths compute identically.
 
-        In training mode (batch statistics) every depth runs the same stem and the same first blocks on the same
-        input: that prefix (the stem, each stage all depths run whole, and the blocks all of them run of the
-        first stage where they differ) runs once and each depth branches from its output. The outputs, the loss
-        and the gradients are those of separate ``forward`` calls (autograd sums the branches' gradients into
-        the prefix); the prefix's BN running averages are updated once per step instead of once per depth. In
-        eval mode each depth normalises with its own BN statistics, so nothing is shared there.
+        In training mode (batch statistics) depths that have run the same blocks so far hold the same activation:
+        the stem runs once, and each block runs once for the group of depths that reach it along the same path
+        (a tree: ResNet-50's depths 38 and 50 share all of stage 1 and three blocks of stage 2 after the blocks
+        all three depths share). The outputs, the loss and the gradients are those of separate ``forward`` calls
+        (autograd sums the branches' gradients into the shared blocks); a shared block's BN running averages are
+        updated once per step instead of once per depth. In eval mode each depth normalises with its own BN
+        statistics, so nothing is shared there.
         """
         configs = [self.resolve(d) for d in depths]
         if not self.training or len(configs) < 2:
             return [self(x, c, return_features=return_features) for c in configs]
-        stages = self.stages()
-        x = self.stem(x)
-        shared: list[torch.Tensor] = []
-        branch_stage, branch_block = len(stages), 0
-        for index, stage in enumerate(stages):
-            counts = {c.active(index) for c in configs}
-            for block in stage[: min(counts)]:
-                x = block(x)
-            if len(counts) > 1:
-                branch_stage, branch_block = index, min(counts)
-                break
-            x = self.stage_tail(x)
-            shared.append(x)
+        ends: dict[DepthConfig, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        self._branch(self.stem(x), list(dict.fromkeys(configs)), 0, 0, [], ends)
         outputs = []
-        for config in configs:
-            y, features = x, list(shared)
-            for index in range(branch_stage, len(stages)):
-                first = branch_block if index == branch_stage else 0
-                for block in stages[index][first : config.active(index)]:
-                    y = block(y)
-                y = self.stage_tail(y)
-                features.append(y)
+        for config in configs:  # heads in the callers' order (a head's dropout draws as separate calls would)
+            y, features = ends[config]
             logits = self.head(y)
             outputs.append((logits, features) if return_features else logits)
         return outputs
+
+    def _branch(
+        self, x: torch.Tensor, configs: list[DepthConfig], stage: int, block: int, features: list[torch.Tensor],
+        ends: dict[DepthConfig, tuple[torch.Tensor, list[torch.Tensor]]],
+    ) -> None:  # fmt: skip
+        """Run ``configs`` on from ``stage``/``block``: the blocks they all run once, then split where they part."""
+        stages = self.stages()
+        while stage < len(stages):
+            common = min(c.active(stage) for c in configs)
+            for layer in stages[stage][block:common]:
+                x = layer(x)
+            further = [c for c in configs if c.active(stage) > common]
+            if further:  # these go on in this stage from the same activation
+                self._branch(x, further, stage, common, features, ends)
+            configs = [c for c in configs if c.active(stage) == common]
+            if not configs:
+                return
+            x = self.stage_tail(x)
+            features = [*features, x]
+            stage, block = stage + 1, 0
+        for config in configs:
+            ends[config] = (x, features)
 
     def _run(self, x: torch.Tensor, config: DepthConfig, return_features: bool):
         x = self.stem(x)
