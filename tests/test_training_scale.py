@@ -225,3 +225,20 @@ def test_depths_on_the_same_path_share_blocks_as_a_tree():
     for config in configs:
         model(torch.randn(2, 3, 32, 32), config)
     assert len(calls) == 36
+
+
+@pytest.mark.slow
+def test_under_torchrun_each_rank_trains_on_its_own_shard(image_folder, tmp_path):
+    import json
+    import os
+
+    child = os.path.join(os.path.dirname(__file__), "shard_trace_child.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", child,
+           str(image_folder), str(tmp_path / "shards.pt"), str(tmp_path / "seen")]  # fmt: skip
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = [json.loads((tmp_path / f"seen.{rank}").read_text()) for rank in (0, 1)]
+    # 600 images, 2 ranks, batches of 20: 15 batches of 20 = 300 images per rank, none on both ranks
+    assert len(seen[0]) == len(seen[1]) == 300
+    assert len(set(seen[0])) == 300 and not set(seen[0]) & set(seen[1])
