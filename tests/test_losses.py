@@ -106,13 +106,37 @@ def test_ipkd_ta_teaches_each_sub_net_from_the_next_deeper_one():
     parts["kl"].backward()
     assert logits[0].grad is None  # the full-net is nobody's student
     p1 = torch.softmax(logits[1].detach(), 1)
-    expected = (
-        _kl_reference(torch.softmax(logits[0].detach(), 1), torch.softmax(logits[1].detach(), 1))
-        + _kl_reference(p1, torch.softmax(logits[2].detach(), 1))
-    ) / 3
-    assert parts["kl"].item() == pytest.approx(expected, rel=1e-5)
+    expected = _kl_reference(torch.softmax(logits[0].detach(), 1), torch.softmax(logits[1].detach(), 1))
+    expected = expected + _kl_reference(p1, torch.softmax(logits[2].detach(), 1))
+    assert parts["kl"].item() == pytest.approx(expected, rel=1e-5)  # summed: in-place distillation
+    averaged = ipkd_loss(logits, target, kl_weight=1.0, teacher_assistant=True, hard_labels=True)
+    assert averaged["kl"].item() == pytest.approx(expected / 3, rel=1e-5)  # the earlier form: over the K+1 nets
     plain = ipkd_loss(logits, target, kl_weight=1.0, teacher_assistant=False)
     assert plain["kl"].item() != pytest.approx(parts["kl"].item())
+
+
+def test_in_place_distillation_trains_sub_nets_on_the_soft_target_only():
+    logits, _, target = _inputs(k=2)
+    soft = ipkd_loss(logits, target, kl_weight=1.0)
+    assert soft["ce"].item() == pytest.approx(F.cross_entropy(logits[0], target).item(), rel=1e-6)
+    soft["loss"].backward()
+    z1 = logits[1].detach().requires_grad_(True)  # sub-net 1: the full-net's soft target, no label term
+    p0 = torch.softmax(logits[0].detach(), 1)
+    (p0 * (p0.log() - torch.log_softmax(z1, 1))).sum(1).mean().backward()
+    assert torch.allclose(logits[1].grad, z1.grad, atol=1e-6)
+    both = ipkd_loss(logits, target, kl_weight=1.0, hard_labels=True)
+    assert both["ce"].item() > soft["ce"].item()  # plus the sub-nets' CE
+
+
+def test_attention_power_and_stage_combine():
+    logits, features, target = _inputs(k=2)
+    f = features[0][0]
+    squared = attention_map(f, 2)
+    expected = F.normalize(f.pow(2).sum(1).flatten(1), dim=1)
+    assert torch.allclose(squared, expected, atol=1e-6) and not torch.allclose(squared, attention_map(f, 1))
+    summed = ekd_loss(logits, features, target, kl_weight=1.0, at_weight=1.0)["at"]
+    mean = ekd_loss(logits, features, target, kl_weight=1.0, at_weight=1.0, stage_combine="mean")["at"]
+    assert mean.item() == pytest.approx(summed.item() / len(features[0]), rel=1e-6)
 
 
 def test_ce_mode_is_hard_labels_only_and_modes_are_checked():

@@ -196,3 +196,19 @@ def test_holdout_evaluates_on_training_images_never_seen_in_training(tmp_path, f
     assert any("held-out top-1" in m for m in messages)
     with pytest.raises(UsageError, match="--holdout"):
         train(_config(tmp_path, "bad.pt", holdout=10**6))
+
+
+def test_each_epoch_records_how_hard_the_auxiliary_terms_pull(tmp_path, fashion_mnist_dir):
+    """The gradient norms of w_kl * KL and w_at * AT over the CE's, per epoch: a term near 0 does nothing."""
+    ekd = train(_config(tmp_path, "ekd.pt", attention_power=2, at_combine="mean"), log=lambda m: None)
+    ratio = ekd.training["history"][0]["grad_norm_ratio"]
+    assert ratio["kl"] > 0 and ratio["at"] > 0
+    settings = ekd.training["settings"]
+    assert settings["attention_power"] == 2 and settings["at_combine"] == "mean" and settings["ipkd_loss"] == "soft"
+    no_at = train(_config(tmp_path, "no-at.pt", at_weight=0.0), log=lambda m: None)
+    assert no_at.training["history"][0]["grad_norm_ratio"]["at"] == 0
+    ce = train(_config(tmp_path, "ce.pt", mode="ce"), log=lambda m: None)
+    assert "grad_norm_ratio" not in ce.training["history"][0]
+    for bad in (dict(attention_power=3), dict(at_combine="max"), dict(ipkd_loss="hard")):
+        with pytest.raises(UsageError, match="must be one of"):
+            _config(tmp_path, **bad)

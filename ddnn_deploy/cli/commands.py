@@ -9,7 +9,7 @@ import shutil
 import click
 
 from ..data import DATASETS
-from ..distill.config import LR_SCALES, MODES, RECIPES, TrainConfig
+from ..distill.config import AT_COMBINE, IPKD_LOSSES, LR_SCALES, MODES, RECIPES, TrainConfig
 from ..distill.config import default as train_default
 from ..errors import UsageError
 from ..formats.profiles import BUILTIN_PROFILES
@@ -116,6 +116,17 @@ def _train_option(name: str, type_: type, help_text: str | None = None):
     "at_weight", float, "Weight of the attention-map MSE (its raw value is ~1e-3, so it needs a large weight)."
 )
 @_train_option("temperature", float)
+@_train_option(
+    "attention_power", click.IntRange(1, 2), "EKD attention maps: 1 = sum_c F (Eq. 3), 2 = sum_c F^2 (as in AT)."
+)
+@click.option(
+    "--at-combine", type=click.Choice(AT_COMBINE), default=train_default("at_combine"), show_default=True,
+    help="EKD's attention term over the stages: sum (Eq. 6) or mean.",
+)  # fmt: skip
+@click.option(
+    "--ipkd-loss", type=click.Choice(IPKD_LOSSES), default=train_default("ipkd_loss"), show_default=True,
+    help="ipkd / ipkd-ta sub-nets: soft (in-place distillation: the teacher's soft target only) or soft+hard.",
+)  # fmt: skip
 @_train_option("seed", int)
 @click.option("--out", required=True, help="Checkpoint to write (atomically, after every epoch).")
 @click.option("--resume", is_flag=True, help="Continue the unfinished run saved at --out (same settings).")

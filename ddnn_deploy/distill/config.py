@@ -14,6 +14,8 @@ from ..spec import DepthsLike
 
 MODES = ("ekd", "ce", "ipkd", "ipkd-ta", "individual")
 LR_SCALES = ("none", "linear")
+AT_COMBINE = ("sum", "mean")
+IPKD_LOSSES = ("soft", "soft+hard")
 
 # ``train --recipe NAME``: defaults for a kind of run; every option given explicitly still wins.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -58,6 +60,9 @@ class TrainConfig:
     kl_weight: float = 1.0
     at_weight: float = 100.0  # the raw attention MSE is ~1e-3: it needs a large weight to matter
     temperature: float = 1.0
+    attention_power: int = 1  # EKD's attention maps: 1 = sum_c F (Eq. 3 as printed), 2 = sum_c F^2
+    at_combine: str = "sum"  # EKD's attention term over the stages: "sum" (Eq. 6) or "mean"
+    ipkd_loss: str = "soft"  # ipkd/ipkd-ta sub-nets: "soft" (in-place distillation) or "soft+hard" (labels too)
     seed: int = 0
     out: str = "model.pt"
     resume: bool = False
@@ -107,6 +112,13 @@ class TrainConfig:
             raise UsageError(f"unknown --lr-scale {self.lr_scale!r}; choose one of {', '.join(LR_SCALES)}")
         number("--lr-base-batch", self.lr_base_batch, at_least=1, at_most=1 << 24, integer=True)
         number("--temperature", self.temperature, above=0, at_most=1e3)
+        for name, value, allowed in (
+            ("attention-power", self.attention_power, (1, 2)),
+            ("at-combine", self.at_combine, AT_COMBINE),
+            ("ipkd-loss", self.ipkd_loss, IPKD_LOSSES),
+        ):
+            if value not in allowed or isinstance(value, bool):
+                raise UsageError(f"--{name} must be one of {', '.join(map(str, allowed))}, not {value!r}")
         for name in ("init", "data_dir", "device"):  # an unset shell variable must not mean "the default"
             value = getattr(self, name)
             if isinstance(value, str) and not value.strip():

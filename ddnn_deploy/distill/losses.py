@@ -28,9 +28,11 @@ def kl_divergence(teacher_probs: Tensor, student_logits: Tensor, temperature: fl
     return per_sample.mean() * temperature**2
 
 
-def attention_map(feature: Tensor) -> Tensor:
-    """Channel-sum attention ``A = sum_c F``, flattened over H x W and L2-normalised per sample."""
-    return F.normalize(feature.sum(dim=1).flatten(1), p=2, dim=1)
+def attention_map(feature: Tensor, power: int = 1) -> Tensor:
+    """Channel-sum attention, flattened over H x W and L2-normalised per sample: ``A = sum_c F`` (``power`` 1, Eq. 3
+    as printed) or ``A = sum_c F^2`` (``power`` 2, the attention-transfer convention of Zagoruyko & Komodakis)."""
+    summed = feature.sum(dim=1) if power == 1 else feature.float().pow(power).sum(dim=1)
+    return F.normalize(summed.flatten(1), p=2, dim=1)
 
 
 def cross_entropy_part(logits: Sequence[Tensor], target: Tensor) -> Tensor:
@@ -53,13 +55,16 @@ def ekd_loss(
     kl_weight: float,
     at_weight: float,
     temperature: float = 1.0,
+    attention_power: int = 1,
+    stage_combine: str = "sum",
 ) -> dict[str, Tensor]:
     """Embedded Knowledge Distillation, Eq. 1-7.
 
     ``kl = (KL(p_et || p_0) + sum_k KL(p_0 || p_k)) / (K+1)`` with ``p_et`` the mean of all K+1
     probability vectors; ``at = sum_s (MSE(A_0, A_et) + sum_k MSE(A_k, A_0)) / (K+1)`` with
     ``A_et`` the mean of all K+1 normalised attention maps. Teachers (``p_0`` and ``A_0`` when
-    they teach a sub-net, ``p_et`` and ``A_et`` always) are detached.
+    they teach a sub-net, ``p_et`` and ``A_et`` always) are detached. ``attention_power`` 2 squares the features
+    before the channel sum; ``stage_combine`` ``"mean"`` averages the stages' terms instead of summing them.
     """
     n_nets = len(logits)
     ce = cross_entropy_part(logits, target)
@@ -72,13 +77,16 @@ def ekd_loss(
     kl = kl / n_nets
 
     at = ce.new_zeros(())
-    for stage in range(len(features[0])):
-        maps = [attention_map(f[stage]) for f in features]
+    stages = len(features[0])
+    for stage in range(stages):
+        maps = [attention_map(f[stage], attention_power) for f in features]
         ensemble_map = torch.stack(maps).mean(dim=0).detach()
         stage_loss = F.mse_loss(maps[0], ensemble_map)
         for student_map in maps[1:]:
             stage_loss = stage_loss + F.mse_loss(student_map, maps[0].detach())
         at = at + stage_loss / n_nets
+    if stage_combine == "mean" and stages:
+        at = at / stages
     return _result(ce, kl, at, kl_weight, at_weight)
 
 
@@ -96,16 +104,23 @@ def ipkd_loss(
     kl_weight: float,
     temperature: float = 1.0,
     teacher_assistant: bool = False,
+    hard_labels: bool = False,
 ) -> dict[str, Tensor]:
-    """Inplace distillation: each sub-net distils from the full-net (``ipkd``), or from the next
-    deeper net (``ipkd-ta``, teacher assistants). ``kl`` is averaged over the K+1 nets as in EKD."""
-    ce = cross_entropy_part(logits, target)
+    """Inplace distillation: each sub-net distils from the full-net (``ipkd``), or from the next deeper net
+    (``ipkd-ta``, teacher assistants).
+
+    By default the literal form of slimmable networks' in-place distillation: the full-net learns from the labels
+    (``ce = CE(z_0)``), every sub-net from its teacher's soft target only, the sub-nets' terms summed
+    (``kl = sum_k KL(p_teacher || p_k)``). ``hard_labels=True`` is this project's earlier form: every net also
+    learns from the labels (Eq. 7's CE term) and ``kl`` is averaged over the K+1 nets as in EKD."""
+    ce = cross_entropy_part(logits, target) if hard_labels else F.cross_entropy(logits[0], target)
     kl = ce.new_zeros(())
     for k in range(1, len(logits)):
         teacher = logits[k - 1] if teacher_assistant else logits[0]
         teacher_probs = F.softmax(teacher.detach() / temperature, dim=1)
         kl = kl + kl_divergence(teacher_probs, logits[k], temperature)
-    kl = kl / len(logits)
+    if hard_labels:
+        kl = kl / len(logits)
     return _result(ce, kl, ce.new_zeros(()), kl_weight, 0.0)
 
 
@@ -118,16 +133,19 @@ def distill_loss(
     kl_weight: float,
     at_weight: float,
     temperature: float = 1.0,
+    attention_power: int = 1,
+    stage_combine: str = "sum",
+    ipkd_hard_labels: bool = False,
 ) -> dict[str, Tensor]:
     """Dispatch on the training mode (``individual`` trains one net at a time with plain CE)."""
     if mode == "ekd":
         if features is None:
             raise ValueError("ekd needs the stage features")
-        return ekd_loss(logits, features, target, kl_weight=kl_weight, at_weight=at_weight, temperature=temperature)
+        return ekd_loss(logits, features, target, kl_weight=kl_weight, at_weight=at_weight, temperature=temperature,
+                        attention_power=attention_power, stage_combine=stage_combine)  # fmt: skip
     if mode in ("ce", "individual"):
         return ce_loss(logits, target)
     if mode in ("ipkd", "ipkd-ta"):
-        return ipkd_loss(
-            logits, target, kl_weight=kl_weight, temperature=temperature, teacher_assistant=mode == "ipkd-ta"
-        )
+        return ipkd_loss(logits, target, kl_weight=kl_weight, temperature=temperature,
+                         teacher_assistant=mode == "ipkd-ta", hard_labels=ipkd_hard_labels)  # fmt: skip
     raise ValueError(f"unknown training mode {mode!r}; choose one of {', '.join(MODES)}")

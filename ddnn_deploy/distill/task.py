@@ -26,12 +26,17 @@ class DistillTask(nn.Module):
         kl_weight: float,
         at_weight: float,
         temperature: float,
+        attention_power: int = 1,
+        stage_combine: str = "sum",
+        ipkd_hard_labels: bool = False,
     ):
         super().__init__()
         self.model = model
         # Deepest first: logits[0] is the teacher (the full-net), ipkd-ta's assistants follow in order.
         self.depths = sorted(depths, key=lambda c: (-model.spec.depth_of(c), c.blocks))
         self.mode, self.kl_weight, self.at_weight, self.temperature = mode, kl_weight, at_weight, temperature
+        self.options = {"attention_power": attention_power, "stage_combine": stage_combine,
+                        "ipkd_hard_labels": ipkd_hard_labels}  # fmt: skip
 
     def forward(self, images: torch.Tensor, target: torch.Tensor):
         want_features = self.mode == "ekd"
@@ -46,5 +51,6 @@ class DistillTask(nn.Module):
             kl_weight=self.kl_weight,
             at_weight=self.at_weight,
             temperature=self.temperature,
+            **self.options,
         )
         return parts, logits

@@ -294,6 +294,8 @@ class _Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     start_epoch: int = 0
     elapsed: float = 0.0  # seconds spent in training steps (evaluation excluded), over every session
+    # the auxiliary terms' gradient norms over the CE's, measured on the epoch's first batch (ekd, ipkd modes)
+    grad_ratio: dict[str, float] = field(default_factory=dict)
     # epoch -> this rank's (uint8 images, labels) batches, for streamed data; None: the in-memory path
     batches: Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
@@ -385,6 +387,9 @@ def _setup(config: TrainConfig, mode_label: str | None) -> _Run:
         kl_weight=config.kl_weight,
         at_weight=config.at_weight,
         temperature=config.temperature,
+        attention_power=config.attention_power,
+        stage_combine=config.at_combine,
+        ipkd_hard_labels=config.ipkd_loss == "soft+hard",
     )
     wrapped: torch.nn.Module = task
     if dist.is_available() and dist.is_initialized():
@@ -494,6 +499,9 @@ RUN_DEFINING = (
     "kl_weight",
     "at_weight",
     "temperature",
+    "attention_power",
+    "at_combine",
+    "ipkd_loss",
     "seed",
     "init",
     "train_limit",
@@ -588,6 +596,8 @@ def _train_epoch(run: _Run, epoch: int, normalize: Normalizer) -> Sums:
         if config.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         target = labels.to(run.device, non_blocking=True)
+        if micro == 0 and run.task.mode not in ("ce", "individual"):
+            run.grad_ratio = _grad_norm_ratios(run, inputs, target)
         last = (micro + 1) % accum == 0
         parts, logits = _train_step(run, inputs, target, step=last, scale=1.0 / accum)
         with torch.no_grad():
@@ -606,6 +616,29 @@ def _train_epoch(run: _Run, epoch: int, normalize: Normalizer) -> Sums:
         dist.all_reduce(sums)  # every rank's shard: the epoch's training figures over the whole split
     values = sums.cpu().tolist()
     return {str(d): [v[0], int(v[1]), int(v[2])] for d, v in zip(run.task.depths, values)}
+
+
+def _grad_norm_ratios(run: _Run, inputs: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """``||grad(w_kl * kl)|| / ||grad(ce)||`` and the same for the attention term, over the shared weights, on one
+    batch: whether an auxiliary term moves the weights at all. The model's BN buffers are put back afterwards."""
+    model = run.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    try:
+        parts, _ = run.task(inputs, target)  # unwrapped: no DDP hooks, nothing accumulated into .grad
+
+        def norm(term: torch.Tensor, weight: float) -> float:
+            if weight == 0 or not term.requires_grad:
+                return 0.0
+            grads = torch.autograd.grad(term * weight, params, retain_graph=True, allow_unused=True)
+            return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
+
+        ce = max(norm(parts["ce"], 1.0), 1e-12)
+        return {"kl": norm(parts["kl"], run.task.kl_weight) / ce, "at": norm(parts["at"], run.task.at_weight) / ce}
+    finally:
+        with torch.no_grad():
+            for key, value in model.named_buffers():
+                value.copy_(buffers[key])
 
 
 class _StepClock:
@@ -720,6 +753,8 @@ def _evaluate_and_save(run: _Run, epoch: int, sums: Sums, started: float, log: C
         },
         "test_top1": {k: v["top1"] for k, v in test.items()},
     }
+    if run.grad_ratio:
+        row["grad_norm_ratio"] = dict(run.grad_ratio)
     run.history.append(row)
     log(
         f"epoch {epoch + 1}/{run.config.epochs} ({row['seconds']:.0f}s) {run.split_name} top-1: "
