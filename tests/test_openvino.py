@@ -179,9 +179,9 @@ def test_a_missing_openvino_is_one_line(folder, tmp_path):
     assert {r["backend"] for r in json.loads(result.stdout)["rows"]} == {"onnxruntime"}
 
 
-def test_the_bench_table_names_the_back_end(folder):
+def test_the_bench_table_names_the_back_end(folder, tmp_path):
     args = ["bench", "--artifacts", str(folder), "--device", "x86-openvino", "--depths", "8", "--no-progress"]
-    result = cli_runner().invoke(cli, [*args, "--precision", "fp32"])
+    result = cli_runner().invoke(cli, [*args, "--precision", "fp32", "--results", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
     assert "back-end" in result.stdout and "openvino" in result.stdout
 
