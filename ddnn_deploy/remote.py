@@ -154,6 +154,18 @@ def run(
     return done
 
 
+def _check_interpreter(target: SSHTarget, code: int, err: str) -> None:
+    """The shell found no ``target.python`` (exit 127, "not found"): one line saying what to pass."""
+    if code == 127 or "not found" in err and target.python in err:
+        raise RemoteError(f"{target.host} has no {target.python}: pass --remote-python PATH")
+
+
+def _last_line(lines: list[str], default: str) -> str:
+    """The last non-empty line of a remote command's stderr, without its ``error: `` prefix."""
+    last = next((line.strip() for line in reversed(lines) if line.strip()), default)
+    return last[len("error: ") :] if last.startswith("error: ") else last
+
+
 def agent(target: SSHTarget, *args: str, stdin: bytes | None = None, timeout: float = 120) -> dict[str, Any]:
     """One remote_agent command; its JSON answer, or its one-line error as a RemoteError."""
     done = run(target, [target.python, "-m", "ddnn_deploy.remote_agent", *args], stdin=stdin, timeout=timeout)
@@ -165,8 +177,7 @@ def agent(target: SSHTarget, *args: str, stdin: bytes | None = None, timeout: fl
                 f"(or pip install 'ddnn-deploy[runtime]=={__version__}' there), or point --remote-python at the "
                 "interpreter that has it"
             )
-        if done.returncode == 127 or "not found" in err and target.python in err:
-            raise RemoteError(f"{target.host} has no {target.python}: pass --remote-python PATH")
+        _check_interpreter(target, done.returncode, err)
         lacking = re.search(r"No module named '([^']+)'", err)
         if lacking:
             raise RemoteError(
@@ -202,12 +213,10 @@ def install_runtime(target: SSHTarget, log: Log) -> str:
     name, data = runtime_wheel()
     digest = hashlib.sha256(data).hexdigest()
     done = run(target, [target.python, "-c", INSTALL_PY, __version__, digest], stdin=data, timeout=300)
-    err = done.stderr.decode(errors="replace").strip().splitlines()
     if done.returncode != 0:
-        if done.returncode == 127 or err and "not found" in err[-1]:
-            raise RemoteError(f"{target.host} has no {target.python}: pass --remote-python PATH")
-        reason = err[-1] if err else f"exit {done.returncode}"
-        reason = reason[len("error: ") :] if reason.startswith("error: ") else reason
+        err = done.stderr.decode(errors="replace")
+        _check_interpreter(target, done.returncode, err)
+        reason = _last_line(err.splitlines(), f"exit {done.returncode}")
         raise RemoteError(f"installing {name} on {target.host} failed: {reason}")
     where = json.loads(done.stdout.decode().strip().splitlines()[-1])["dir"]
     log(f"{target.name}: installed {name} ({len(data) / 1e3:.0f} KB) in {where}")
@@ -273,9 +282,7 @@ def _stream(target: SSHTarget, command: list[str], log: Log, timeout: float) -> 
     if code == 255:
         raise RemoteError(ssh_failure(target, "\n".join(tail)))
     if code not in (0, 9, 10):  # 9/10: rows failed, the results are written
-        last = next((line for line in reversed(tail) if line.strip()), f"exit {code}")
-        last = last[len("error: ") :] if last.startswith("error: ") else last
-        raise RemoteError(f"the bench on {target.host} failed: {last}")
+        raise RemoteError(f"the bench on {target.host} failed: {_last_line(tail, f'exit {code}')}")
     return code
 
 

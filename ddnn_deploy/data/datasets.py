@@ -42,8 +42,32 @@ MAX_PIXELS = 40_000_000  # 40 MP: larger images are refused before they are deco
 _CHUNK = 1 << 24
 
 
+class Samples:
+    """Random subsets and held-out splits of anything with ``len()`` and ``take(index)``: the in-memory
+    ``ImageDataset`` and the streamed ``distill.stream.FolderFiles`` draw them the same way."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def take(self, index: Sequence[int] | np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def subset(self, count: int | None, seed: int = 0) -> Any:
+        """A class-balanced-in-expectation random subset of ``count`` samples (all when None)."""
+        if count is None or count >= len(self):
+            return self
+        return self.take(np.sort(np.random.default_rng(seed).permutation(len(self))[:count]))
+
+    def split(self, count: int, seed: int = 0) -> tuple[Any, Any]:
+        """(the rest, ``count`` held-out samples): a fixed random split, the same for every ``seed`` user."""
+        if not 0 < count < len(self):
+            raise DataError(f"cannot hold out {count} of {len(self)} samples; choose 0 < N < {len(self)}")
+        order = np.random.default_rng(seed).permutation(len(self))
+        return self.take(np.sort(order[count:])), self.take(np.sort(order[:count]))
+
+
 @dataclass
-class ImageDataset:
+class ImageDataset(Samples):
     """uint8 images (N, C, H, W) with int64 labels, class names and the dataset's preprocessing."""
 
     images: np.ndarray
@@ -60,25 +84,10 @@ class ImageDataset:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
-    def _take(self, index: np.ndarray) -> ImageDataset:
-        return ImageDataset(self.images[index], self.labels[index], self.classes, self.preprocess, self.name)
-
     def take(self, index: Sequence[int] | np.ndarray) -> ImageDataset:
-        """The samples at ``index``, in that order (a rank's shard)."""
-        return self._take(np.asarray(index, dtype=np.int64))
-
-    def subset(self, count: int | None, seed: int = 0) -> ImageDataset:
-        """A class-balanced-in-expectation random subset of ``count`` samples (all when None)."""
-        if count is None or count >= len(self):
-            return self
-        return self._take(np.sort(np.random.default_rng(seed).permutation(len(self))[:count]))
-
-    def split(self, count: int, seed: int = 0) -> tuple[ImageDataset, ImageDataset]:
-        """(the rest, ``count`` held-out samples): a fixed random split, the same for every ``seed`` user."""
-        if not 0 < count < len(self):
-            raise DataError(f"cannot hold out {count} of {len(self)} samples; choose 0 < N < {len(self)}")
-        order = np.random.default_rng(seed).permutation(len(self))
-        return self._take(np.sort(order[count:])), self._take(np.sort(order[:count]))
+        """The samples at ``index``, in that order (a subset, a rank's shard)."""
+        index = np.asarray(index, dtype=np.int64)
+        return ImageDataset(self.images[index], self.labels[index], self.classes, self.preprocess, self.name)
 
     def batches(self, batch_size: int, *, limit: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """In-order (float32 input, labels) batches for the PyTorch side; ONNX back-ends read a ``FeedReader``."""
@@ -158,9 +167,14 @@ def _find_idx(folder: Path, stem: str) -> Path:
     )
 
 
+def fashion_mnist_folder(folder: str | Path | None = None) -> Path:
+    """``folder``, else ``$DDNN_FASHION_MNIST``, else the Debian package's folder."""
+    return Path(folder or os.environ.get("DDNN_FASHION_MNIST", FASHION_MNIST_DIR))
+
+
 def load_fashion_mnist(folder: str | Path | None = None, split: str = "train") -> ImageDataset:
     """Fashion-MNIST from its IDX files; ``split`` is ``train`` (60k) or ``test`` (10k)."""
-    folder = Path(folder or os.environ.get("DDNN_FASHION_MNIST", FASHION_MNIST_DIR))
+    folder = fashion_mnist_folder(folder)
     if not folder.is_dir():
         raise DataError(
             f"Fashion-MNIST folder {folder} does not exist; install it with: "
@@ -414,7 +428,7 @@ def eval_data_present(name: str | None, data_dir: str | None = None) -> bool:
     ``data_dir`` or its default folder, and the datasets that need ``--data`` only when ``data_dir`` is given.
     Reading (and every error about the files themselves) is left to ``load_eval_data``."""
     if name == "fashion-mnist":
-        folder = Path(data_dir or os.environ.get("DDNN_FASHION_MNIST", FASHION_MNIST_DIR))
+        folder = fashion_mnist_folder(data_dir)
         return any((folder / f"t10k-labels-idx1-ubyte{gz}").exists() for gz in ("", ".gz"))
     if name in DATASETS:
         return data_dir is not None and Path(data_dir).exists()

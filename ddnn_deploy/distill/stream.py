@@ -26,9 +26,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..data.datasets import PREPROCESS, decode_image_file, list_image_folder
+from ..data.datasets import PREPROCESS, Samples, decode_image_file, list_image_folder
 from ..data.preprocess import Preprocess
-from ..errors import DataError
 
 SCALE = (0.08, 1.0)
 RATIO = (3 / 4, 4 / 3)
@@ -67,8 +66,9 @@ def random_resized_crop(img: Any, size: int, rng: np.random.Generator, *, flip: 
     return np.asarray(out).transpose(2, 0, 1).copy()
 
 
-class FolderFiles:
-    """An image folder as a file list: ``root`` / ``paths`` (relative, fixed-width bytes) / ``labels``."""
+class FolderFiles(Samples):
+    """An image folder as a file list: ``root`` / ``paths`` (relative, fixed-width bytes) / ``labels``; ``subset``
+    and ``split`` as ``ImageDataset``'s (``Samples``)."""
 
     def __init__(
         self, root: Path, paths: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], size: int = 224,
@@ -99,17 +99,6 @@ class FolderFiles:
     def take(self, index: Any) -> FolderFiles:
         index = np.asarray(index, dtype=np.int64)
         return FolderFiles(self.root, self.paths[index], self.labels[index], self.classes, self.size, self.workers)
-
-    def subset(self, count: int | None, seed: int = 0) -> FolderFiles:
-        if count is None or count >= len(self):
-            return self
-        return self.take(np.sort(np.random.default_rng(seed).permutation(len(self))[:count]))
-
-    def split(self, count: int, seed: int = 0) -> tuple[FolderFiles, FolderFiles]:
-        if not 0 < count < len(self):
-            raise DataError(f"cannot hold out {count} of {len(self)} samples; choose 0 < N < {len(self)}")
-        order = np.random.default_rng(seed).permutation(len(self))
-        return self.take(np.sort(order[count:])), self.take(np.sort(order[:count]))
 
     def decode(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """One image: the training augmentation with ``rng``, else the evaluation resize and centre crop."""

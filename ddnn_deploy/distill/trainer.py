@@ -215,39 +215,36 @@ HOLDOUT_SEED = 20261125  # one split for every run, whatever its --seed
 def _load_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
     """(training set, evaluation set): the test split, or with ``holdout`` images held out of training. Image
     folders stream (file lists; ``stream.FolderFiles``), the other datasets are decoded into memory."""
-    if config.dataset == "imagefolder":
-        return _folder_data(config)
-    train_set = load_dataset(config.dataset, "train", config.data_dir)
+    folder = config.dataset == "imagefolder"
+    train_set = _open_folder(config, "train") if folder else load_dataset(config.dataset, "train", config.data_dir)
     if config.holdout:
         try:
             train_set, test_set = train_set.split(config.holdout, seed=HOLDOUT_SEED)
         except DataError as exc:
             raise UsageError(f"--holdout: {exc}") from None
+    elif folder:
+        test_set = _open_folder(config, "val")
+        if test_set.classes != train_set.classes:
+            raise DataError(f"{test_set.root} and {train_set.root} have different class folders")
     else:
         test_set = load_dataset(config.dataset, "test", config.data_dir)
     return train_set.subset(config.train_limit, seed=1), test_set.subset(config.test_limit, seed=2)
 
 
-def _folder_data(config: TrainConfig) -> tuple[Any, Any]:
+def _open_folder(config: TrainConfig, split: str) -> Any:
+    """ROOT/train (or ROOT itself) or ROOT/val of ``--data`` as a streamed ``FolderFiles``."""
     from .stream import FolderFiles
 
     if config.data_dir is None:
         raise UsageError("--dataset imagefolder needs --data ROOT (ROOT/train/CLASS/*.jpg and ROOT/val/CLASS/*.jpg)")
     root = Path(config.data_dir)
-    train_set = FolderFiles.open(root / "train" if (root / "train").is_dir() else root, config.image_size,
-                                 config.workers)  # fmt: skip
-    if config.holdout:
-        try:
-            train_set, test_set = train_set.split(config.holdout, seed=HOLDOUT_SEED)
-        except DataError as exc:
-            raise UsageError(f"--holdout: {exc}") from None
+    if split == "train":
+        folder = root / "train" if (root / "train").is_dir() else root
     elif (root / "val").is_dir():
-        test_set = FolderFiles.open(root / "val", config.image_size, config.workers)
-        if test_set.classes != train_set.classes:
-            raise DataError(f"{root / 'val'} and {root / 'train'} have different class folders")
+        folder = root / "val"
     else:
         raise UsageError(f"{root} has no val/ folder: add ROOT/val/CLASS/*.jpg, or hold out images with --holdout N")
-    return train_set.subset(config.train_limit, seed=1), test_set.subset(config.test_limit, seed=2)
+    return FolderFiles.open(folder, config.image_size, config.workers)
 
 
 def _streamed_batches(run: _Run) -> Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
@@ -710,31 +707,35 @@ def _evaluate(run: _Run, dataset: ImageDataset, *, shared_bn: bool = False) -> d
 
 
 def _recalibrate(run: _Run, depth: DepthConfig, recal_set: ImageDataset) -> dict[str, torch.Tensor]:
-    """``depth``'s BN statistics over every batch of ``recal_set``: each rank runs its share of the batches and
-    the cumulative averages are merged, weighted by batch counts: the single-process result, to float rounding."""
-    if run.world == 1:
-        batches = (torch.as_tensor(x) for x, _ in recal_set.batches(RECAL_BATCH))
-        return {k: v.cpu() for k, v in recalibrate_bn(run.model, depth, batches, run.device).items()}
-    part = recal_set.take(_shard(len(recal_set), run, RECAL_BATCH))
+    """``depth``'s BN statistics over every batch of ``recal_set``: each rank runs its share of the batches and the
+    ranks' cumulative averages are merged (``_merge_bn_stats``): the single-process result, to float rounding."""
+    part = recal_set if run.world == 1 else recal_set.take(_shard(len(recal_set), run, RECAL_BATCH))
     if len(part):
         batches = (torch.as_tensor(x) for x, _ in part.batches(RECAL_BATCH))
         stats = recalibrate_bn(run.model, depth, batches, run.device)
     else:  # fewer batches than ranks: this rank adds nothing
         stats = {k: torch.zeros_like(v) for k, v in bn_stats_of(run.model, depth).items()}
-    merged = {}
-    for key, value in stats.items():
-        if key.endswith("num_batches_tracked"):
-            continue
-        count = stats[key.rsplit(".", 1)[0] + ".num_batches_tracked"].to(run.device, torch.float64)
-        packed = torch.cat([(value.to(torch.float64) * count).flatten(), count.view(1)])
-        dist.all_reduce(packed)
-        merged[key] = (packed[:-1] / packed[-1]).to(value.dtype).view_as(value)
-    for key, value in stats.items():
-        if key.endswith("num_batches_tracked"):
-            total = value.clone()
-            dist.all_reduce(total)
-            merged[key] = total
-    return {k: v.cpu() for k, v in merged.items()}
+    if run.world > 1:
+        stats = _merge_bn_stats(stats, math.ceil(len(part) / RECAL_BATCH), run.device)
+    return {k: v.cpu() for k, v in stats.items()}
+
+
+def _merge_bn_stats(stats: dict[str, torch.Tensor], batches: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Each rank's averages over its ``batches`` batches -> the averages over every rank's batches (weighted by
+    batch counts), in one all-reduce; ``num_batches_tracked`` becomes the total count."""
+    averaged = [k for k in stats if not k.endswith("num_batches_tracked")]
+    parts = [stats[k].to(device, torch.float64).flatten() * batches for k in averaged]
+    packed = torch.cat([*parts, torch.tensor([float(batches)], dtype=torch.float64, device=device)])
+    dist.all_reduce(packed)
+    total, merged, offset = packed[-1], {}, 0
+    for key in averaged:
+        size = stats[key].numel()
+        merged[key] = (packed[offset : offset + size] / total).view_as(stats[key]).to(stats[key].dtype)
+        offset += size
+    for key in stats:
+        if key not in merged:
+            merged[key] = torch.full_like(stats[key], int(total.item()))
+    return merged
 
 
 def _evaluate_and_save(run: _Run, epoch: int, sums: Sums, started: float, log: Callable[[str], None]) -> None:
