@@ -191,4 +191,5 @@ class _EvalView(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return torch.from_numpy(self.files.decode(index)), int(self.files.labels[index])
+        pixels = np.array(self.files.decode(index))  # a writable copy: Pillow's pixels are read-only
+        return torch.from_numpy(pixels), int(self.files.labels[index])
