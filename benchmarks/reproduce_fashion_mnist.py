@@ -42,61 +42,91 @@ def _finished(path: Path) -> bool:
     return "resume" not in load_checkpoint(path).training
 
 
-def run_all(args: argparse.Namespace) -> None:
-    from ddnn_deploy.distill.trainer import TrainConfig, train
+def units(args: argparse.Namespace) -> list[tuple[str, dict, Path]]:
+    """Every training run the study needs, as (label, TrainConfig keywords, final checkpoint), the longest first.
+    A finished run is left out; an unfinished one resumes."""
     from ddnn_deploy.spec import arch_spec, parse_depths
 
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    depths = parse_depths(arch_spec(args.arch), args.depths)
+    spec = arch_spec(args.arch)
+    out: list[tuple[str, dict, Path]] = []
     for seed in args.seeds:
+        base = dict(
+            arch=args.arch,
+            width=args.width,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=seed,
+            progress=False,
+            threads=args.threads or (1 if args.jobs > 1 else None),
+            train_limit=args.train_limit,
+            test_limit=args.test_limit,
+            holdout=args.holdout,
+            amp=args.amp,
+        )
         for method in args.methods:
-            base = dict(
-                arch=args.arch,
-                width=args.width,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                seed=seed,
-                progress=False,
-                threads=args.threads,
-                train_limit=args.train_limit,
-                test_limit=args.test_limit,
-                holdout=args.holdout,
-            )
-            if method == "individual":
-                for depth in depths:
-                    number = arch_spec(args.arch).depth_of(depth)
-                    final = work / f"individual-s{seed}-d{number}.pt"
-                    if _finished(final):
-                        continue
-                    print(f"[{time.strftime('%H:%M:%S')}] individual depth {number} seed {seed}", flush=True)
-                    train(
-                        TrainConfig(
-                            **base,
-                            mode="individual",
-                            depths=str(depth),
-                            out=str(work / f"individual-s{seed}.pt"),
-                            resume=final.exists(),
-                        )
-                    )
+            if method == "individual":  # one unit per depth: they can run side by side
+                for depth in parse_depths(spec, args.depths):
+                    final = work / f"individual-s{seed}-d{spec.depth_of(depth)}.pt"
+                    config = dict(base, mode="individual", depths=str(depth), out=str(work / f"individual-s{seed}.pt"))
+                    out.append((f"individual depth {spec.depth_of(depth)} seed {seed}", config, final))
             else:
-                out = work / f"{method}-s{seed}.pt"
-                if _finished(out):
-                    continue
-                print(f"[{time.strftime('%H:%M:%S')}] {method} seed {seed}", flush=True)
-                train(
-                    TrainConfig(
-                        **base,
-                        mode=method,
-                        depths=args.depths,
-                        out=str(out),
-                        resume=out.exists(),
-                        kl_weight=args.kl_weight,
-                        at_weight=args.at_weight,
-                        temperature=args.temperature,
-                    )
+                final = work / f"{method}-s{seed}.pt"
+                config = dict(
+                    base,
+                    mode=method,
+                    depths=args.depths,
+                    out=str(final),
+                    kl_weight=args.kl_weight,
+                    at_weight=args.at_weight,
+                    temperature=args.temperature,
+                    attention_power=args.attention_power,
+                    at_combine=args.at_combine,
                 )
-            collect(args)
+                out.append((f"{method} seed {seed}", config, final))
+    todo = [(label, config, final) for label, config, final in out if not _finished(final)]
+    return sorted(todo, key=lambda u: u[1]["mode"] == "individual")  # DDNN runs (the long ones) first
+
+
+def run_unit(label: str, config: dict, final: str) -> str:
+    """Train one unit (in this process or a pool worker); its log lines carry the label."""
+    from ddnn_deploy.distill.trainer import TrainConfig, train
+
+    print(f"[{time.strftime('%H:%M:%S')}] start {label}", flush=True)
+    started = time.time()
+    train(
+        TrainConfig(**config, resume=Path(final).exists()),
+        log=lambda line: print(f"[{time.strftime('%H:%M:%S')}] {label}: {line}", flush=True),
+    )
+    return f"[{time.strftime('%H:%M:%S')}] done {label} in {time.time() - started:.0f} s"
+
+
+def run_pool(todo: list[tuple[str, dict, Path]], jobs: int) -> None:
+    """Run the units, ``jobs`` at a time, each in its own process (spawned: safe with CUDA)."""
+    if jobs <= 1:
+        for label, config, final in todo:
+            print(run_unit(label, config, str(final)), flush=True)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    failed = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_unit, label, config, str(final)): label for label, config, final in todo}
+        for future in as_completed(futures):
+            try:
+                print(future.result(), flush=True)
+            except Exception as exc:  # one failed run does not stop the others; it is listed at the end
+                failed.append(f"{futures[future]}: {type(exc).__name__}: {exc}")
+                print(f"FAILED {failed[-1]}", flush=True)
+    if failed:
+        raise SystemExit("failed runs:\n" + "\n".join(failed))
+
+
+def run_all(args: argparse.Namespace) -> None:
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    run_pool(units(args), args.jobs)
+    collect(args)
 
 
 def collect(args: argparse.Namespace) -> dict:
@@ -110,8 +140,10 @@ def collect(args: argparse.Namespace) -> dict:
             continue
         ckpt = load_checkpoint(path)
         settings = ckpt.training["settings"]
+        history = ckpt.training.get("history") or []
         for config in ckpt.depths:
             m = ckpt.metrics[str(config)]
+            last = history[-1]["train"].get(str(config), {}) if history else {}
             rows.append(
                 {
                     "method": settings["mode"],
@@ -127,6 +159,15 @@ def collect(args: argparse.Namespace) -> dict:
                     "kl_weight": settings["kl_weight"],
                     "at_weight": settings["at_weight"],
                     "temperature": settings["temperature"],
+                    "attention_power": settings.get("attention_power", 1),
+                    "at_combine": settings.get("at_combine", "sum"),
+                    "train_samples": ckpt.training.get("train_samples") or _train_samples(settings),
+                    "last_epoch_train_top1": last.get("top1"),
+                    "grad_norm_ratio_first_last": (
+                        [history[0]["grad_norm_ratio"], history[-1]["grad_norm_ratio"]]
+                        if history and "grad_norm_ratio" in history[0]
+                        else None
+                    ),
                     "epochs": settings["epochs"],
                     "train_seconds": ckpt.training.get("wall_time_s"),
                     "file": path.name,
@@ -134,13 +175,14 @@ def collect(args: argparse.Namespace) -> dict:
             )
     import torch
 
+    sizes = sorted({r["train_samples"] for r in rows})
     result = {
         "benchmark": "reproduce_fashion_mnist",
         "dataset": (
-            "fashion-mnist: 60k train / 10k test"
+            f"fashion-mnist: {_size_text(sizes)} training images / 10k test"
             if not args.holdout
-            else f"fashion-mnist: {60000 - args.holdout} train / {args.holdout} held out of the "
-            "training split (the test set is not used)"
+            else f"fashion-mnist: {_size_text(sizes)} training images from the {60000 - args.holdout} not held out / "
+            f"{args.holdout} held out of the training split (the test set is not used)"
         ),
         "settings": {
             "arch": args.arch,
@@ -154,6 +196,11 @@ def collect(args: argparse.Namespace) -> dict:
             "at_weight": args.at_weight,
             "temperature": args.temperature,
             "holdout": args.holdout,
+            "attention_power": args.attention_power,
+            "at_combine": args.at_combine,
+            "amp": args.amp,
+            "train_limit": args.train_limit,
+            "train_samples": sizes[0] if len(sizes) == 1 else sizes,
             "schedule": "SGD nesterov 0.9, lr 0.1, wd 5e-4, 1 warm-up epoch + cosine",
             "augmentation": "pad 2 + random crop 28, horizontal flip",
             "bn": "per-depth recalibration on 10k training images",
@@ -162,7 +209,8 @@ def collect(args: argparse.Namespace) -> dict:
             "cpu": cpu_model(),
             "threads": args.threads,
             "torch": str(torch.__version__),
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "jobs": args.jobs,
         },
         "rows": rows,
         "updated": time.strftime("%Y-%m-%d %H:%M"),
@@ -172,6 +220,16 @@ def collect(args: argparse.Namespace) -> dict:
     write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     report(result, out)
     return result
+
+
+def _size_text(sizes: list[int]) -> str:
+    return ", ".join(f"{n:,}" for n in sizes) or "?"
+
+
+def _train_samples(settings: dict) -> int:
+    """Training images a checkpoint saw, for checkpoints older than its ``train_samples`` record."""
+    available = 60000 - (settings.get("holdout") or 0)
+    return min(available, settings.get("train_limit") or available)
 
 
 def _errors(rows: list[dict], method: str, depth: int, key: str = "top1") -> dict[int, float]:
@@ -316,7 +374,13 @@ def main() -> None:
         help="tuning: hold out N training images and evaluate on them, not on the test set "
         "(use with its own --work and --results)",
     )
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--attention-power", type=int, default=1, choices=[1, 2])
+    parser.add_argument("--at-combine", default="sum", choices=["sum", "mean"])
+    parser.add_argument(
+        "--amp", action="store_true", help="mixed precision on CUDA (default FP32 everywhere, so devices compare)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side, each in its own process")
+    parser.add_argument("--threads", type=int, default=None, help="per run (default: 1 with --jobs > 1)")
     parser.add_argument("--train-limit", type=int, default=None, help="smoke tests only")
     parser.add_argument("--test-limit", type=int, default=None, help="smoke tests only")
     parser.add_argument(

@@ -801,6 +801,7 @@ def _finish(run: _Run, log: Callable[[str], None]) -> None:
         )
     final = _make_checkpoint(run, None, metrics, bn_stats)
     final.training["recal_samples"] = len(recal_set)
+    final.training["train_samples"] = len(run.train_set)  # after --holdout and --train-limit
     save_checkpoint(final, run.out)
     log(f"wrote {run.out}")
 
