@@ -1,6 +1,7 @@
 """Short real training runs on real Fashion-MNIST images: every mode, resume, Ctrl-C, seeds, BN per depth."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -212,3 +213,15 @@ def test_each_epoch_records_how_hard_the_auxiliary_terms_pull(tmp_path, fashion_
     for bad in (dict(attention_power=3), dict(at_combine="max"), dict(ipkd_loss="hard")):
         with pytest.raises(UsageError, match="must be one of"):
             _config(tmp_path, **bad)
+
+
+def test_a_run_recorded_before_a_loss_option_existed_resumes_only_with_that_times_behaviour():
+    from ddnn_deploy.distill.trainer import _check_same_run
+
+    now = dict(mode="ekd", seed=0, attention_power=1, at_combine="sum", ipkd_loss="soft")
+    _check_same_run({"mode": "ekd", "seed": 0}, now, Path("old.pt"))  # the behaviour of that time: same run
+    with pytest.raises(UsageError, match=r"--attention-power 1 -> 2"):  # today's default would change the loss
+        _check_same_run({"mode": "ekd", "seed": 0}, dict(now, attention_power=2), Path("old.pt"))
+    with pytest.raises(UsageError, match=r"--ipkd-loss 'soft\+hard' -> 'soft'"):
+        _check_same_run({"mode": "ipkd-ta", "seed": 0}, dict(now, mode="ipkd-ta"), Path("old.pt"))
+    _check_same_run({"mode": "ipkd-ta", "seed": 0}, dict(now, mode="ipkd-ta", ipkd_loss="soft+hard"), Path("o.pt"))

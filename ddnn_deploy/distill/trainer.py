@@ -509,7 +509,18 @@ RUN_DEFINING = (
 )
 
 
+# A run recorded before a setting existed ran with that time's behaviour, not today's default:
+# setting -> (the modes it changes, the value it had then).
+LEGACY_SETTINGS = {
+    "attention_power": (("ekd",), 1),
+    "at_combine": (("ekd",), "sum"),
+    "ipkd_loss": (("ipkd", "ipkd-ta"), "soft+hard"),
+}
+
+
 def _check_same_run(recorded: dict[str, Any], now: dict[str, Any], out: Path) -> None:
+    legacy = {k: v for k, (modes, v) in LEGACY_SETTINGS.items() if recorded.get("mode") in modes}
+    recorded = {**legacy, **recorded}
     differences = [
         f"--{key.replace('_', '-')} {recorded[key]!r} -> {now.get(key)!r}"
         for key in RUN_DEFINING
