@@ -30,6 +30,7 @@ from _common import RESULTS as RESULTS_DIR  # benchmarks/ is on sys.path when a 
 from _common import ROOT
 
 from ddnn_deploy.atomic import write_text_atomic
+from ddnn_deploy.distill.config import TrainConfig
 
 RESULTS = RESULTS_DIR / "reproduce_fashion_mnist.json"
 
@@ -374,7 +375,13 @@ def main() -> None:
         help="tuning: hold out N training images and evaluate on them, not on the test set "
         "(use with its own --work and --results)",
     )
-    parser.add_argument("--attention-power", type=int, default=1, choices=[1, 2])
+    parser.add_argument(
+        "--attention-power",
+        type=int,
+        default=TrainConfig.attention_power,
+        choices=[1, 2],
+        help="default: the trainer's",
+    )
     parser.add_argument("--at-combine", default="sum", choices=["sum", "mean"])
     parser.add_argument(
         "--amp", action="store_true", help="mixed precision on CUDA (default FP32 everywhere, so devices compare)"
