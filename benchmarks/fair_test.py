@@ -175,8 +175,12 @@ def report(args) -> dict:
         "benchmark": "fair_test (issue 17)",
         "registered": "benchmarks/README.md, 'The fair test of the claim (issue 17)'",
         "dataset": collected["test-baselines"]["dataset"],
-        "settings": {k: v for k, v in vars(main).items() if k not in ("work", "results")},
-        "environment": collected["test-baselines"]["environment"],
+        "settings": {k: v for k, v in vars(main).items() if k not in ("work", "results", "jobs", "threads")},
+        "environment": {
+            "report_written_on": collected["test-baselines"]["environment"],
+            "trained_on": _devices(rows + [r for rs in grid.values() for r in rs]),
+        },
+        "notes": args.note or _previous_notes(),
         "selection": {
             "rule": f"lowest held-out sub-net (8, 14) error; full-net within {FULL_SLACK} of the default's; "
             f"a gain under {MIN_GAIN} keeps the default",
@@ -197,6 +201,25 @@ def report(args) -> dict:
     rp.report(result, OUT)  # the tables + plot of the main rows
     _write_markdown(result)
     return result
+
+
+def _devices(rows: list[dict]) -> list[dict]:
+    """Every distinct (device, torch) the runs trained on, with the runs that used it."""
+    seen: dict[tuple, set] = {}
+    for r in rows:
+        for session in r.get("trained_on") or []:
+            key = (session.get("device"), session.get("torch"), session.get("cpu"))
+            tag = _tag((r["at_weight"], r["attention_power"]))
+            label = r["file"] if r["method"] != "ekd" else f"ekd-{tag}-s{r['seed']}"
+            seen.setdefault(key, set()).add(label + ("" if r["split"] == "test" else " (held-out)"))
+    return [{"device": d, "torch": t, "cpu": c, "runs": sorted(f)} for (d, t, c), f in sorted(seen.items(), key=str)]
+
+
+def _previous_notes() -> str | None:
+    try:
+        return json.loads(OUT.read_text()).get("notes")
+    except (OSError, ValueError):
+        return None
 
 
 def _write_markdown(result: dict) -> None:
@@ -232,6 +255,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, each a process with one thread")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--note", help="where and how the runs ran, kept in the results (default: the last one)")
     parser.add_argument("--smoke", metavar="DIR", help="a tiny version of everything, written under DIR (a check)")
     args = parser.parse_args()
     if args.smoke:

@@ -171,6 +171,7 @@ def collect(args: argparse.Namespace) -> dict:
                     ),
                     "epochs": settings["epochs"],
                     "train_seconds": ckpt.training.get("wall_time_s"),
+                    "trained_on": ckpt.training.get("sessions") or [_session(settings)],
                     "file": path.name,
                 }
             )
@@ -221,6 +222,11 @@ def collect(args: argparse.Namespace) -> dict:
     write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     report(result, out)
     return result
+
+
+def _session(settings: dict) -> dict:
+    """Where a checkpoint without a ``sessions`` record trained (its last session: earlier ones are unrecorded)."""
+    return {"from_epoch": None, "device": settings.get("device"), "torch": settings.get("torch")}
 
 
 def _size_text(sizes: list[int]) -> str:

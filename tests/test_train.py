@@ -98,6 +98,8 @@ def test_seed_makes_cpu_runs_repeatable_and_resume_continues_exactly(tmp_path, f
         train(_config(tmp_path, "resumed.pt", epochs=2, seed=3), log=lambda m: None)
     assert (tmp_path / "resumed.pt").read_bytes() == saved
     resumed = train(_config(tmp_path, "resumed.pt", epochs=2, seed=3, resume=True), log=lambda m: None)
+    sessions = resumed.training["sessions"]  # where each part of the run trained
+    assert [s["from_epoch"] for s in sessions] == [0, 1] and all(s["device"] == "cpu" and s["torch"] for s in sessions)
     for key, value in straight.state_dict.items():
         assert torch.equal(value, resumed.state_dict[key]), key
     with pytest.raises(CheckpointError, match="finished run"):

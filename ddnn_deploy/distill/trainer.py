@@ -293,6 +293,8 @@ class _Run:
     elapsed: float = 0.0  # seconds spent in training steps (evaluation excluded), over every session
     # the auxiliary terms' gradient norms over the CE's, measured on the epoch's first batch (ekd, ipkd modes)
     grad_ratio: dict[str, float] = field(default_factory=dict)
+    # where each session of the run trained: [{"from_epoch", "device", "cpu", "torch", "world_size"}, ...]
+    sessions: list[dict[str, Any]] = field(default_factory=list)
     # epoch -> this rank's (uint8 images, labels) batches, for streamed data; None: the in-memory path
     batches: Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
@@ -427,6 +429,7 @@ def _setup(config: TrainConfig, mode_label: str | None) -> _Run:
         steps_per_epoch,
         settings,
     )
+    run.sessions = [_session(device, 0, world)]
     if not isinstance(train_set, ImageDataset):
         run.batches = _streamed_batches(run)
     return run
@@ -533,6 +536,14 @@ def _check_same_run(recorded: dict[str, Any], now: dict[str, Any], out: Path) ->
         )
 
 
+def _session(device: torch.device, from_epoch: int, world: int) -> dict[str, Any]:
+    from ..measure.environment import cpu_model
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return {"from_epoch": from_epoch, "device": name, "cpu": cpu_model(), "torch": str(torch.__version__),
+            "world_size": world}  # fmt: skip
+
+
 def _resume(run: _Run, log: Callable[[str], None]) -> None:
     """Load the unfinished run at ``--out``: weights, optimizer, schedule, history and time spent."""
     out = run.out
@@ -557,6 +568,11 @@ def _resume(run: _Run, log: Callable[[str], None]) -> None:
         ) from None
     run.start_epoch, run.elapsed = int(state["epoch"]), float(state["elapsed_s"])
     run.history = list(prev.training.get("history", []))
+    settings = prev.training.get("settings") or {}
+    earlier = prev.training.get("sessions") or [  # a checkpoint from before sessions were recorded: its last one
+        {"from_epoch": None, "device": settings.get("device"), "torch": settings.get("torch")}
+    ]
+    run.sessions = [*earlier, _session(run.device, run.start_epoch, run.world)]
     log(f"resuming {out} at epoch {run.start_epoch + 1}/{run.config.epochs}")
 
 
@@ -824,6 +840,7 @@ def _make_checkpoint(run: _Run, resume_state: dict | None, metrics: dict, bn_sta
         "history": run.history,
         "epochs_done": len(run.history),
         "wall_time_s": round(run.elapsed, 1),
+        "sessions": run.sessions,
     }
     if resume_state is not None:
         training["resume"] = resume_state
