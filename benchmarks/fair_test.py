@@ -222,6 +222,24 @@ def _previous_notes() -> str | None:
         return None
 
 
+def _per_seed_lines(rows: list[dict]) -> list[str]:
+    methods = ["individual", "ce", "ekd"]
+    lines = [
+        "Per seed, error % with per-depth BN (sub-nets = mean of depths 8 and 14; shared BN in brackets):",
+        "",
+        "| seed | " + " | ".join(f"{m} sub-nets | {m} full-net" for m in methods) + " |",
+        "|---|" + "---|---|" * len(methods),
+    ]
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    for seed in SEEDS:
+        cells = []
+        for m in methods:
+            cells.append(f"{fmt(_sub(rows, m, seed, 'top1'))} ({fmt(_sub(rows, m, seed, 'top1_shared_bn'))})")
+            cells.append(f"{fmt(_err(rows, m, 20, seed, 'top1'))} ({fmt(_err(rows, m, 20, seed, 'top1_shared_bn'))})")
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _write_markdown(result: dict) -> None:
     sel = result["selection"]
     lines = [
@@ -235,6 +253,7 @@ def _write_markdown(result: dict) -> None:
         lines.append(f"| {tag}{mark} | " + " | ".join(f"{e:.2f}" for e in v["depths"]) + f" | {v['sub_nets']:.2f} |")
     lines += ["", f"Selected: **{sel['selected']}** ({sel['reason']}).", ""]
     lines += Path(OUT.with_suffix(".md")).read_text().splitlines() + [""]
+    lines += _per_seed_lines(result["rows"])
     lines += _verdict_lines(result["verdicts"]["per_depth_bn"], "per-depth BN statistics (primary)")
     lines += _verdict_lines(result["verdicts"]["shared_bn"], "the shared BN statistics (secondary)")
     if result["exploratory_ekd_rows"]:
