@@ -159,6 +159,41 @@ def accuracy(folder: Path, manifest: dict, threads: int, native_bf16: bool) -> l
     return rows
 
 
+def harness_agreement(graph: Path, shape: list[int], threads: int, rounds: int = 3, seconds: int = 5) -> dict:
+    """benchmark_app and our harness alternated ``rounds`` times on one graph (drift hits both); the ratio of
+    the medians of the per-round figures."""
+    app, ours, command = [], [], None
+    for _ in range(rounds):
+        result = benchmark_app(graph, shape, threads, seconds)
+        if not result or result["median_ms"] is None:
+            return {"benchmark_app": result, "ratio": None}
+        app.append(result["median_ms"])
+        command = result["command"]
+        ours.append(harness_median(graph, shape, threads, seconds))
+    return {
+        "ours_p50_ms": ours,
+        "benchmark_app_median_ms": app,
+        "benchmark_app_command": command,
+        "ratio": float(np.median(ours) / np.median(app)),
+    }
+
+
+def harness_only(graph: str) -> None:
+    """``backends_bench.py harness GRAPH.onnx``: only the agreement with benchmark_app, at batch 1 and every core."""
+    import onnx
+
+    from ddnn_deploy.measure.environment import capture
+
+    path = Path(graph)
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    shape = [1, *(d.dim_value for d in dims[1:])]
+    threads = os.cpu_count() or 1
+    agreement = {"graph": path.name, "shape": shape, **harness_agreement(path, shape, threads)}
+    print("harness vs benchmark_app:", agreement)
+    save_result(f"backends-harness-{path.stem}", {"threads": threads, "environment": capture("openvino", threads),
+                                                  "harness_vs_benchmark_app": agreement})  # fmt: skip
+
+
 def main(name: str, depths: str | None = None) -> None:
     import openvino as ov
 
@@ -205,14 +240,7 @@ def main(name: str, depths: str | None = None) -> None:
             )
         )
         shape = [1, *manifest["input"]["shape"][1:]]
-        app = benchmark_app(graph, shape, threads)
-        ours = harness_median(graph, shape, threads)
-        agreement = {
-            "depth": full,
-            "ours_p50_ms": ours,
-            "benchmark_app": app,
-            "ratio": ours / app["median_ms"] if app and app["median_ms"] else None,
-        }
+        agreement = {"depth": full, **harness_agreement(graph, shape, threads)}
         print("harness vs benchmark_app:", agreement)
         result = {
             "model": name,
@@ -230,4 +258,7 @@ def main(name: str, depths: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+    if sys.argv[1] == "harness":
+        harness_only(sys.argv[2])
+    else:
+        main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
