@@ -274,6 +274,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, each a process with one thread")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--all-cores", action="store_true", help="widen this process's CPU affinity to every core")
     parser.add_argument("--note", help="where and how the runs ran, kept in the results (default: the last one)")
     parser.add_argument("--smoke", metavar="DIR", help="a tiny version of everything, written under DIR (a check)")
     args = parser.parse_args()
@@ -287,6 +288,7 @@ def main() -> None:
             1000,
         )
     PARTS.mkdir(parents=True, exist_ok=True)
+    rp.cores(widen=args.all_cores)
     if not args.report_only:
         train_all(args)
     report(args)

@@ -102,8 +102,26 @@ def run_unit(label: str, config: dict, final: str) -> str:
     return f"[{time.strftime('%H:%M:%S')}] done {label} in {time.time() - started:.0f} s"
 
 
+def cores(widen: bool = False) -> int:
+    """The cores this process may run on (its affinity, which a container or ``taskset`` can narrow below
+    ``os.cpu_count()``: a GPU lease here once gave 1 of 16). ``widen``: ask for every core first."""
+    import os
+
+    if not hasattr(os, "sched_getaffinity"):
+        return os.cpu_count() or 1
+    if widen and len(os.sched_getaffinity(0)) < (os.cpu_count() or 1):
+        try:
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+        except OSError as exc:
+            print(f"could not widen the CPU affinity: {exc}", flush=True)
+    return len(os.sched_getaffinity(0))
+
+
 def run_pool(todo: list[tuple[str, dict, Path]], jobs: int) -> None:
     """Run the units, ``jobs`` at a time, each in its own process (spawned: safe with CUDA)."""
+    available = cores()
+    if jobs > available:
+        print(f"note: {jobs} jobs share {available} core(s) this process may use (--all-cores widens it)", flush=True)
     if jobs <= 1:
         for label, config, final in todo:
             print(run_unit(label, config, str(final)), flush=True)
@@ -393,6 +411,7 @@ def main() -> None:
         "--amp", action="store_true", help="mixed precision on CUDA (default FP32 everywhere, so devices compare)"
     )
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side, each in its own process")
+    parser.add_argument("--all-cores", action="store_true", help="widen this process's CPU affinity to every core")
     parser.add_argument("--threads", type=int, default=None, help="per run (default: 1 with --jobs > 1)")
     parser.add_argument("--train-limit", type=int, default=None, help="smoke tests only")
     parser.add_argument("--test-limit", type=int, default=None, help="smoke tests only")
@@ -414,6 +433,7 @@ def main() -> None:
         args.work = str(ROOT / "benchmarks" / "reproduce_runs" / suffix)
     if args.results is None:
         args.results = str(RESULTS.with_name(f"{RESULTS.stem}_{suffix}.json") if suffix else RESULTS)
+    cores(widen=args.all_cores)
     if args.report_only:
         collect(args)
     else:
