@@ -27,7 +27,7 @@ from ddnn_deploy.formats.results import parse_results, write_results
 from ddnn_deploy.runners.accuracy import runner_accuracy
 from ddnn_deploy.runners.onnxruntime_runner import OrtRunner
 from ddnn_deploy.runtime import DepthRuntime
-from ddnn_deploy.runtime.server import parse_server_timing
+from ddnn_deploy.runtime.server import ServeSettings, parse_server_timing
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -331,6 +331,27 @@ def test_a_full_queue_answers_503_with_retry_after(tiny_artifacts, images):
         assert rejected[2].get("retry-after") == "1" and "queue is full" in json.loads(rejected[1])["error"]
 
 
+def test_shedding_refuses_at_once_what_would_miss_the_slo(tiny_artifacts, images):
+    with DepthRuntime.from_artifacts(tiny_artifacts) as slow:
+        real = slow.run_batches
+        slow.run_batches = lambda pixels, depth: (time.sleep(0.2), real(pixels, depth))[1]
+        png = _png(images.images[0][0])
+        with Server(slow, shed_ms=500.0) as server:
+            assert server.request("/v1/predict", png)[0] == 200  # alone: about 200 ms, within the SLO
+            with ThreadPoolExecutor(6) as pool:  # six at once: the later ones would wait 600-1200 ms
+                started = time.perf_counter()
+                answers = list(pool.map(lambda _: server.request("/v1/predict", png), range(6)))
+            metrics = server.request("/metrics")[1].decode()
+        codes = [a[0] for a in answers]
+        assert 2 <= codes.count(200) <= 3 and codes.count(503) == 6 - codes.count(200), codes
+        rejected = next(a for a in answers if a[0] == 503)
+        assert rejected[2].get("retry-after") == "1" and "past the SLO of 500 ms" in json.loads(rejected[1])["error"]
+        assert 'ddnn_rejected_total{reason="slo"}' in metrics
+        assert time.perf_counter() - started < 1.2  # the refused ones did not queue
+    with pytest.raises(UsageError, match="shed_ms"):
+        ServeSettings(shed_ms=0.0)
+
+
 def test_dynamic_batching_groups_requests(tiny_artifacts, images):
     with DepthRuntime.from_artifacts(tiny_artifacts) as rt:
         with Server(rt, max_batch=8, max_wait_ms=50.0) as server, ThreadPoolExecutor(8) as pool:
@@ -380,6 +401,8 @@ def test_serve_command_shuts_down_cleanly_on_sigterm(tiny_artifacts):
     )
     lines = [line for line in bad.stderr.splitlines() if line.strip()]
     assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), bad.stderr
+    shed = cli_runner().invoke(cli, ["serve", "--artifacts", str(tiny_artifacts), "--shed"])
+    assert shed.exit_code == 2 and "give --slo-ms too" in shed.output, shed.output
 
 
 def test_a_port_in_use_is_one_line_before_anything_loads():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import UsageError
 from ..formats.profiles import BUILTIN_PROFILES, PRECISIONS
 from ..formats.results import LATENCY_STATS
 from ..runtime.server import MAX_BODY_BYTES, ServeSettings, check_listen
@@ -148,13 +149,21 @@ def predict_command(images, top_k, as_json, **options) -> None:
     help="How long the batcher waits to fill a batch.",
 )
 @click.option("--max-body-bytes", type=int, default=MAX_BODY_BYTES, show_default=True)
-def serve_command(slo_ms, host, port, max_queue, max_batch, max_wait_ms, max_body_bytes, **options) -> None:
+@click.option(
+    "--shed",
+    is_flag=True,
+    help="With --slo-ms: answer 503 (Retry-After) at once to a request predicted to finish past the SLO.",
+)
+def serve_command(slo_ms, host, port, max_queue, max_batch, max_wait_ms, max_body_bytes, shed, **options) -> None:
     """Serve predictions over HTTP (POST /v1/predict, GET /healthz, GET /metrics)."""
     from ..runtime.server import serve
 
+    if shed and slo_ms is None:
+        raise UsageError("--shed refuses requests that would miss the SLO: give --slo-ms too")
     settings = ServeSettings(
-        max_queue=max_queue, max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes
-    )
+        max_queue=max_queue, max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes,
+        shed_ms=slo_ms if shed else None,
+    )  # fmt: skip
     check_listen(host, port)  # before minutes of loading, not after
     runtime = _load(**options, slo_ms=slo_ms)
     click.echo(

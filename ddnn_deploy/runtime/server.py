@@ -41,8 +41,13 @@ class ServeSettings:
     max_batch: int = 1
     max_wait_ms: float = 2.0
     max_body_bytes: int = MAX_BODY_BYTES
+    # refuse (503) a request whose predicted completion (the calls queued ahead of it and its own, each at the
+    # recent call time of the serving depth) is past this many ms: it would miss the SLO anyway
+    shed_ms: float | None = None
 
     def __post_init__(self) -> None:
+        if self.shed_ms is not None and (not is_finite(self.shed_ms) or not self.shed_ms > 0):
+            raise UsageError(f"shed_ms must be > 0, not {self.shed_ms!r}")
         for name in ("max_queue", "max_batch", "max_body_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -101,11 +106,28 @@ class Batcher:
     queue: asyncio.Queue = field(init=False)
     executor: ThreadPoolExecutor = field(init=False)
 
+    call_ms: dict[int, float] = field(init=False, default_factory=dict)  # per depth: recent call time (EWMA)
+    running: bool = field(init=False, default=False)
+
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.settings.max_queue)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddnn-infer")
 
+    def predicted_ms(self, arrival: float, depth: int | None) -> float | None:
+        """When a request submitted now would be answered (ms after its arrival): the calls ahead of it (one
+        per queued request; max_batch 1) and its own, each at the serving depth's recent call time."""
+        call = self.call_ms.get(depth if depth is not None else self.runtime.depth)
+        if call is None:
+            return None
+        ahead = self.queue.qsize() + self.running
+        return (time.perf_counter() - arrival) * 1e3 + (ahead + 1) * call
+
     def submit(self, pixels: np.ndarray, arrival: float, depth: int | None) -> asyncio.Future:
+        if self.settings.shed_ms is not None:
+            predicted = self.predicted_ms(arrival, depth)
+            if predicted is not None and predicted > self.settings.shed_ms:
+                raise WouldMissSLO(f"it would be answered in about {predicted:.0f} ms, past the SLO of "
+                                   f"{self.settings.shed_ms:g} ms; retry shortly")  # fmt: skip
         future = asyncio.get_running_loop().create_future()
         self.queue.put_nowait(
             _Item(pixels, arrival, future, depth, time.perf_counter())
@@ -142,6 +164,7 @@ class Batcher:
         depth = batch[0].depth if batch[0].depth is not None else self.runtime.depth
         pixels = np.concatenate([item.pixels for item in batch])
         loop = asyncio.get_running_loop()
+        self.running = True
         try:
             logits, started, done = await loop.run_in_executor(self.executor, self._infer, pixels, depth)
         except Exception as exc:  # noqa: BLE001 - a failed call fails its requests, not the server
@@ -149,6 +172,11 @@ class Batcher:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
+        finally:
+            self.running = False
+        previous = self.call_ms.get(depth)
+        took = (done - started) * 1e3
+        self.call_ms[depth] = took if previous is None else 0.7 * previous + 0.3 * took
         self.metrics.batch.observe(len(pixels))
         start = 0
         for item in batch:
@@ -206,6 +234,10 @@ def _decode_body(body: bytes, content_type: str, runtime: DepthRuntime) -> np.nd
 
 class _UnsupportedType(DDNNError):
     pass
+
+
+class WouldMissSLO(Exception):
+    """``shed_ms``: the request would be answered past the SLO, so it is refused now (503) instead."""
 
 
 async def _read_body(request: Any, limit: int) -> bytes:
@@ -284,6 +316,10 @@ def create_app(runtime: DepthRuntime, settings: ServeSettings | None = None) -> 
             metrics.rejected.labels(reason="queue_full").inc()
             metrics.requests.labels(status="503").inc()
             return error(503, f"the queue is full ({settings.max_queue} waiting); retry shortly", {"Retry-After": "1"})
+        except WouldMissSLO as exc:
+            metrics.rejected.labels(reason="slo").inc()
+            metrics.requests.labels(status="503").inc()
+            return error(503, str(exc), {"Retry-After": "1"})
         except DDNNError as exc:
             metrics.rejected.labels(reason=str(_status_of(exc))).inc()
             metrics.requests.labels(status=str(_status_of(exc))).inc()
