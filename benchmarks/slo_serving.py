@@ -419,7 +419,7 @@ def main() -> None:
         help="offered load at full depth, as a fraction of the capacity measured through the server",
     )
     parser.add_argument("--slo-ms", type=float, default=None, help="default: 5x the served p50 at full depth")
-    parser.add_argument("--policies", default="fixed,budget,adaptive")
+    parser.add_argument("--policies", default="fixed,budget,adaptive,adaptive+shed")
     parser.add_argument(
         "--threads",
         type=int,
@@ -485,6 +485,7 @@ def main() -> None:
             "fixed": ["--depth", str(full)],
             "budget": ["--budget-ms", f"{0.7 * slo:.3f}", "--stat", "p99"],
             "adaptive": ["--slo-ms", f"{slo:.3f}"],
+            "adaptive+shed": ["--slo-ms", f"{slo:.3f}", "--shed"],  # refuses at once what would miss the SLO
         }
         runs, summary = {}, {}
         for name in args.policies.split(","):

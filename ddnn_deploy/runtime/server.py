@@ -107,20 +107,22 @@ class Batcher:
     executor: ThreadPoolExecutor = field(init=False)
 
     call_ms: dict[int, float] = field(init=False, default_factory=dict)  # per depth: recent call time (EWMA)
-    running: bool = field(init=False, default=False)
+    running: float | None = field(init=False, default=None)  # when the call in progress started
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.settings.max_queue)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddnn-infer")
 
     def predicted_ms(self, arrival: float, depth: int | None) -> float | None:
-        """When a request submitted now would be answered (ms after its arrival): the calls ahead of it (one
-        per queued request; max_batch 1) and its own, each at the serving depth's recent call time."""
+        """When a request submitted now would be answered (ms after its arrival): what is left of the call in
+        progress, the calls queued ahead of it (one per request; max_batch 1) and its own, each at the serving
+        depth's recent call time."""
         call = self.call_ms.get(depth if depth is not None else self.runtime.depth)
         if call is None:
             return None
-        ahead = self.queue.qsize() + self.running
-        return (time.perf_counter() - arrival) * 1e3 + (ahead + 1) * call
+        now = time.perf_counter()
+        left = max(call - (now - self.running) * 1e3, 0.0) if self.running is not None else 0.0
+        return (now - arrival) * 1e3 + left + (self.queue.qsize() + 1) * call
 
     def submit(self, pixels: np.ndarray, arrival: float, depth: int | None) -> asyncio.Future:
         if self.settings.shed_ms is not None:
@@ -164,7 +166,7 @@ class Batcher:
         depth = batch[0].depth if batch[0].depth is not None else self.runtime.depth
         pixels = np.concatenate([item.pixels for item in batch])
         loop = asyncio.get_running_loop()
-        self.running = True
+        self.running = time.perf_counter()
         try:
             logits, started, done = await loop.run_in_executor(self.executor, self._infer, pixels, depth)
         except Exception as exc:  # noqa: BLE001 - a failed call fails its requests, not the server
@@ -173,7 +175,7 @@ class Batcher:
                     item.future.set_exception(exc)
             return
         finally:
-            self.running = False
+            self.running = None
         previous = self.call_ms.get(depth)
         took = (done - started) * 1e3
         self.call_ms[depth] = took if previous is None else 0.7 * previous + 0.3 * took
