@@ -107,8 +107,8 @@ def select(grid: dict[tuple[float, int], list[dict]]) -> dict:
     reason = f"lowest held-out sub-net error among those with full-net within {FULL_SLACK} of the default's"
     if best != DEFAULT and table[DEFAULT]["sub_nets"] - table[best]["sub_nets"] < MIN_GAIN:
         best, reason = DEFAULT, f"no configuration beats the default's sub-net error by {MIN_GAIN} points or more"
-    if len(table) < len(GRID):
-        reason += f" (only {len(table)} of {len(GRID)} configurations finished)"
+    if len(table) < len(GRID):  # the rule chooses from the whole grid
+        return {"selected": None, "reason": f"only {len(table)} of {len(GRID)} tuning runs finished", "grid": table}
     return {"selected": best, "reason": reason, "grid": table}
 
 
@@ -187,8 +187,8 @@ def report(args) -> dict:
             "holdout": HOLDOUT,
             "seed": TUNE_SEED,
             "default": _tag(DEFAULT),
-            "selected": _tag(chosen),
-            "reason": choice["reason"],
+            "selected": _tag(chosen) if choice["selected"] else None,
+            "reason": choice["reason"] + ("" if choice["selected"] else f"; provisional: {_tag(DEFAULT)} is shown"),
             "grid": {_tag(c): v for c, v in choice["grid"].items()},
         },
         "verdicts": {"per_depth_bn": verdicts(rows, "top1"), "shared_bn": verdicts(rows, "top1_shared_bn")},
@@ -251,7 +251,7 @@ def _write_markdown(result: dict) -> None:
     for tag, v in sel["grid"].items():
         mark = " (default)" if tag == sel["default"] else ""
         lines.append(f"| {tag}{mark} | " + " | ".join(f"{e:.2f}" for e in v["depths"]) + f" | {v['sub_nets']:.2f} |")
-    lines += ["", f"Selected: **{sel['selected']}** ({sel['reason']}).", ""]
+    lines += ["", f"Selected: **{sel['selected'] or 'none yet'}** ({sel['reason']}).", ""]
     lines += Path(OUT.with_suffix(".md")).read_text().splitlines() + [""]
     lines += _per_seed_lines(result["rows"])
     lines += _verdict_lines(result["verdicts"]["per_depth_bn"], "per-depth BN statistics (primary)")

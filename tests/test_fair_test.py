@@ -33,6 +33,8 @@ def test_selection_keeps_the_default_for_a_gain_under_the_threshold_or_without_i
     chosen = fair_test.select(_grid(at100_p1=(7.60, 7.3), at100_p2=(7.56, 7.3), at1000_p1=(8, 7), at1000_p2=(8, 7)))
     assert chosen["selected"] == fair_test.DEFAULT and "0.05" in chosen["reason"]
     assert fair_test.select(_grid(at100_p2=(7.0, 7.0)))["selected"] is None
+    partial = fair_test.select(_grid(at100_p1=(7.6, 7.3), at100_p2=(7.0, 7.0)))  # the rule needs the whole grid
+    assert partial["selected"] is None and "2 of 4" in partial["reason"]
 
 
 def test_verdicts_follow_the_registered_rule_seed_by_seed():

@@ -54,6 +54,10 @@ def test_fp32_equals_onnxruntime_and_is_really_fp32(folder):
         assert runner.timed({"input": _x(1)}) is not None and len(runner._static) == 1  # compiled once per shape
         # after the shared timed call, a batch of another size still works (own tensors per call)
         assert runner.infer({"input": _x(7)})[0].shape == (7, 10)
+        # a feed the runner had to copy (Fortran order) stays alive for its request, whatever runs in between
+        run = runner.timed({"input": np.asfortranarray(_x(1))})
+        runner.infer({"input": _x(3)})
+        np.testing.assert_allclose(run()[0], expected[:1], rtol=1e-4, atol=1e-4)
 
 
 def test_the_settings_are_checked_before_anything_loads(folder):

@@ -341,13 +341,19 @@ def test_shedding_refuses_at_once_what_would_miss_the_slo(tiny_artifacts, images
             with ThreadPoolExecutor(6) as pool:  # six at once: the later ones would wait 600-1200 ms
                 started = time.perf_counter()
                 answers = list(pool.map(lambda _: server.request("/v1/predict", png), range(6)))
+            elapsed = time.perf_counter() - started
             metrics = server.request("/metrics")[1].decode()
+            slow.run_batches = lambda pixels, depth: (time.sleep(0.6), real(pixels, depth))[1]
+            assert server.request("/v1/predict", png)[0] == 200  # one call past the SLO (a stall) ...
+            slow.run_batches = real
+            # ... does not lock the depth out: with nothing ahead a request always runs, and refreshes the estimate
+            assert [server.request("/v1/predict", png)[0] for _ in range(3)] == [200] * 3
         codes = [a[0] for a in answers]
         assert 2 <= codes.count(200) <= 3 and codes.count(503) == 6 - codes.count(200), codes
         rejected = next(a for a in answers if a[0] == 503)
         assert rejected[2].get("retry-after") == "1" and "past the SLO of 500 ms" in json.loads(rejected[1])["error"]
         assert 'ddnn_rejected_total{reason="slo"}' in metrics
-        assert time.perf_counter() - started < 1.2  # the refused ones did not queue
+        assert elapsed < 1.2  # the refused ones did not queue
     with pytest.raises(UsageError, match="shed_ms"):
         ServeSettings(shed_ms=0.0)
 

@@ -227,3 +227,5 @@ def test_a_run_recorded_before_a_loss_option_existed_resumes_only_with_that_time
     with pytest.raises(UsageError, match=r"--ipkd-loss 'soft\+hard' -> 'soft'"):
         _check_same_run({"mode": "ipkd-ta", "seed": 0}, dict(now, mode="ipkd-ta"), Path("old.pt"))
     _check_same_run({"mode": "ipkd-ta", "seed": 0}, dict(now, mode="ipkd-ta", ipkd_loss="soft+hard"), Path("o.pt"))
+    # a setting the run's mode ignores never blocks a resume (ce recorded attention power 1, today's default is 2)
+    _check_same_run({"mode": "ce", "seed": 0, "attention_power": 1}, dict(now, mode="ce", attention_power=2), Path("c"))

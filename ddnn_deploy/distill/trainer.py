@@ -522,12 +522,14 @@ LEGACY_SETTINGS = {
 
 
 def _check_same_run(recorded: dict[str, Any], now: dict[str, Any], out: Path) -> None:
-    legacy = {k: v for k, (modes, v) in LEGACY_SETTINGS.items() if recorded.get("mode") in modes}
+    mode = recorded.get("mode")
+    legacy = {k: v for k, (modes, v) in LEGACY_SETTINGS.items() if mode in modes}
     recorded = {**legacy, **recorded}
+    unused = {k for k, (modes, _) in LEGACY_SETTINGS.items() if mode is not None and mode not in modes}
     differences = [
         f"--{key.replace('_', '-')} {recorded[key]!r} -> {now.get(key)!r}"
         for key in RUN_DEFINING
-        if key in recorded and recorded[key] != now.get(key)
+        if key in recorded and key not in unused and recorded[key] != now.get(key)  # a setting its mode ignores
     ]
     if differences:
         raise UsageError(

@@ -141,10 +141,11 @@ class OvRunner(Runner):
         shapes = {name: tuple(a.shape) for name, a in arrays.items() if a.ndim}  # not the selector's 0-d depth
         key = tuple(sorted(shapes.items()))
         if key not in self._static:
-            self._static[key] = self._compile(shapes).create_infer_request()
-        request = self._static[key]
+            self._static[key] = (self._compile(shapes).create_infer_request(), None)
+        request = self._static[key][0]
         self._bind(arrays, request)
-        self._shared = arrays  # the request's input tensors point into these arrays: keep them alive
+        # this request's input tensors point into these arrays: they live as long as its binding does
+        self._static[key] = (request, arrays)
         return request.infer
 
     def info(self) -> dict[str, Any]:

@@ -106,27 +106,36 @@ class Batcher:
     queue: asyncio.Queue = field(init=False)
     executor: ThreadPoolExecutor = field(init=False)
 
-    call_ms: dict[int, float] = field(init=False, default_factory=dict)  # per depth: recent call time (EWMA)
-    running: float | None = field(init=False, default=None)  # when the call in progress started
+    # per depth: (recent time per image in ms (EWMA), when it was last refreshed)
+    image_ms: dict[int, tuple[float, float]] = field(init=False, default_factory=dict)
+    waiting: int = field(init=False, default=0)  # images submitted and not yet in a call (queued or being batched)
+    running: tuple[float, float] | None = field(init=False, default=None)  # the call in progress: (start, ms expected)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(maxsize=self.settings.max_queue)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ddnn-infer")
 
-    def predicted_ms(self, arrival: float, depth: int | None) -> float | None:
-        """When a request submitted now would be answered (ms after its arrival): what is left of the call in
-        progress, the calls queued ahead of it (one per request; max_batch 1) and its own, each at the serving
-        depth's recent call time."""
-        call = self.call_ms.get(depth if depth is not None else self.runtime.depth)
-        if call is None:
-            return None
+    def _per_image(self, depth: int, now: float) -> float | None:
+        known = self.image_ms.get(depth)
+        return known[0] if known is not None and now - known[1] <= ESTIMATE_TTL_S else None
+
+    def predicted_ms(self, arrival: float, depth: int | None, images: int) -> float | None:
+        """When a request of ``images`` submitted now would be answered (ms after its arrival): what is left of
+        the call in progress, then every image waiting ahead of it and its own, at the serving depth's recent
+        time per image. None when nothing is ahead (it starts at once, and its call refreshes the estimate) or
+        the estimate is missing or stale."""
         now = time.perf_counter()
-        left = max(call - (now - self.running) * 1e3, 0.0) if self.running is not None else 0.0
-        return (now - arrival) * 1e3 + left + (self.queue.qsize() + 1) * call
+        if self.running is None and self.waiting == 0:
+            return None
+        per_image = self._per_image(depth if depth is not None else self.runtime.depth, now)
+        if per_image is None:
+            return None
+        left = max(self.running[1] - (now - self.running[0]) * 1e3, 0.0) if self.running is not None else 0.0
+        return (now - arrival) * 1e3 + left + (self.waiting + images) * per_image
 
     def submit(self, pixels: np.ndarray, arrival: float, depth: int | None) -> asyncio.Future:
         if self.settings.shed_ms is not None:
-            predicted = self.predicted_ms(arrival, depth)
+            predicted = self.predicted_ms(arrival, depth, len(pixels))
             if predicted is not None and predicted > self.settings.shed_ms:
                 raise WouldMissSLO(f"it would be answered in about {predicted:.0f} ms, past the SLO of "
                                    f"{self.settings.shed_ms:g} ms; retry shortly")  # fmt: skip
@@ -134,6 +143,7 @@ class Batcher:
         self.queue.put_nowait(
             _Item(pixels, arrival, future, depth, time.perf_counter())
         )  # raises QueueFull beyond max_queue
+        self.waiting += len(pixels)
         self.metrics.queue.set(self.queue.qsize())
         return future
 
@@ -166,7 +176,9 @@ class Batcher:
         depth = batch[0].depth if batch[0].depth is not None else self.runtime.depth
         pixels = np.concatenate([item.pixels for item in batch])
         loop = asyncio.get_running_loop()
-        self.running = time.perf_counter()
+        self.waiting -= len(pixels)
+        per_image = self._per_image(depth, time.perf_counter())
+        self.running = (time.perf_counter(), len(pixels) * per_image if per_image is not None else 0.0)
         try:
             logits, started, done = await loop.run_in_executor(self.executor, self._infer, pixels, depth)
         except Exception as exc:  # noqa: BLE001 - a failed call fails its requests, not the server
@@ -176,9 +188,9 @@ class Batcher:
             return
         finally:
             self.running = None
-        previous = self.call_ms.get(depth)
-        took = (done - started) * 1e3
-        self.call_ms[depth] = took if previous is None else 0.7 * previous + 0.3 * took
+        took = (done - started) * 1e3 / len(pixels)
+        previous = self._per_image(depth, done)
+        self.image_ms[depth] = (took if previous is None else 0.7 * previous + 0.3 * took, done)
         self.metrics.batch.observe(len(pixels))
         start = 0
         for item in batch:
@@ -216,6 +228,7 @@ async def _decode(body: bytes, content_type: str, runtime: DepthRuntime) -> np.n
     return await asyncio.get_running_loop().run_in_executor(None, _decode_body, body, content_type, runtime)
 
 
+ESTIMATE_TTL_S = 5.0  # --shed: a depth's time per image older than this is not trusted (it may have run slow)
 INLINE_DECODE_BYTES = 1 << 20  # .npy bodies up to this size decode on the event loop (one 224 px image: 150 KB)
 
 
