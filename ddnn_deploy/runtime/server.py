@@ -137,12 +137,14 @@ class Batcher:
         if self.settings.shed_ms is not None:
             predicted = self.predicted_ms(arrival, depth, len(pixels))
             if predicted is not None and predicted > self.settings.shed_ms:
-                raise WouldMissSLO(f"it would be answered in about {predicted:.0f} ms, past the SLO of "
-                                   f"{self.settings.shed_ms:g} ms; retry shortly")  # fmt: skip
+                raise Refused("slo", f"it would be answered in about {predicted:.0f} ms, past the SLO of "
+                                     f"{self.settings.shed_ms:g} ms; retry shortly")  # fmt: skip
         future = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait(
-            _Item(pixels, arrival, future, depth, time.perf_counter())
-        )  # raises QueueFull beyond max_queue
+        try:
+            self.queue.put_nowait(_Item(pixels, arrival, future, depth, time.perf_counter()))
+        except asyncio.QueueFull:
+            full = f"the queue is full ({self.settings.max_queue} waiting); retry shortly"
+            raise Refused("queue_full", full) from None
         self.waiting += len(pixels)
         self.metrics.queue.set(self.queue.qsize())
         return future
@@ -251,8 +253,13 @@ class _UnsupportedType(DDNNError):
     pass
 
 
-class WouldMissSLO(Exception):
-    """``shed_ms``: the request would be answered past the SLO, so it is refused now (503) instead."""
+class Refused(Exception):
+    """A request turned away with 503: ``reason`` "queue_full" (``max_queue`` waiting), or "slo" (``shed_ms``:
+    it would be answered past the SLO, so it is refused now instead)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 async def _read_body(request: Any, limit: int) -> bytes:
@@ -327,12 +334,8 @@ def create_app(runtime: DepthRuntime, settings: ServeSettings | None = None) -> 
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             pixels = await _decode(body, content_type, runtime)
             future = state["batcher"].submit(pixels, arrival, depth)
-        except asyncio.QueueFull:
-            metrics.rejected.labels(reason="queue_full").inc()
-            metrics.requests.labels(status="503").inc()
-            return error(503, f"the queue is full ({settings.max_queue} waiting); retry shortly", {"Retry-After": "1"})
-        except WouldMissSLO as exc:
-            metrics.rejected.labels(reason="slo").inc()
+        except Refused as exc:  # a full queue, or (--shed) an answer that would come past the SLO
+            metrics.rejected.labels(reason=exc.reason).inc()
             metrics.requests.labels(status="503").inc()
             return error(503, str(exc), {"Retry-After": "1"})
         except DDNNError as exc:
