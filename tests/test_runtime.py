@@ -428,3 +428,30 @@ def test_a_port_in_use_is_one_line_before_anything_loads():
     with pytest.raises(UsageError, match="port must be 0-65535"):
         check_listen("127.0.0.1", 70000)
     check_listen("127.0.0.1", _free_port())  # a free port passes
+
+
+def test_npy_bodies_load_as_numpy_loads_them_and_bad_ones_are_refused():
+    from ddnn_deploy.runtime.server import load_npy
+
+    rng = np.random.default_rng(0)
+    arrays = [
+        rng.integers(0, 255, (1, 3, 8, 8), dtype=np.uint8),
+        np.asfortranarray(rng.random((3, 4))),
+        rng.random(4).astype(">f4"),
+        np.array(5.0),
+        np.zeros((0, 3), np.uint8),
+    ]
+    for array in arrays * 2:  # the second time from the header cache
+        body = io.BytesIO()
+        np.save(body, array)
+        got = load_npy(body.getvalue())
+        assert got.dtype == array.dtype and got.shape == array.shape and np.array_equal(got, array)
+        assert got.flags.writeable
+    body = io.BytesIO()
+    np.save(body, rng.random((2, 5)))
+    data = body.getvalue()
+    objects = io.BytesIO()
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for bad, reason in [(data[:-3], "truncated"), (data[:12], ""), (b"\x93NUMPY broken", ""), (objects.getvalue(), "")]:
+        with pytest.raises((ValueError, OSError, EOFError), match=reason):
+            load_npy(bad)

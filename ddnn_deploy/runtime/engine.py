@@ -219,7 +219,10 @@ class DepthRuntime:
         self, logits: np.ndarray, depth: int, latency_ms: float, names: Sequence[str | None], top_k: int = 1
     ) -> list[Prediction]:
         probs = softmax(logits.astype(np.float64))
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
+        if top_k == 1:  # argmax takes the first of equal scores, as the stable sort does, at a fraction of its cost
+            order = probs.argmax(axis=1)[:, None]
+        else:
+            order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
         predictions = []
         for row, name, ranked in zip(probs, names, order):
             top = [{"label": int(i), "class_name": self._class(int(i)), "score": float(row[i])} for i in ranked]
