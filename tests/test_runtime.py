@@ -452,6 +452,11 @@ def test_npy_bodies_load_as_numpy_loads_them_and_bad_ones_are_refused():
     data = body.getvalue()
     objects = io.BytesIO()
     np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    for bad, reason in [(data[:-3], "truncated"), (data[:12], ""), (b"\x93NUMPY broken", ""), (objects.getvalue(), "")]:
+    for bad, reason in [
+        (data[:-3], "truncated"),
+        (data[:12], None),
+        (b"\x93NUMPY broken", None),
+        (objects.getvalue(), None),
+    ]:
         with pytest.raises((ValueError, OSError, EOFError), match=reason):
             load_npy(bad)
