@@ -64,7 +64,12 @@ def main() -> None:
     args = parser.parse_args()
     if not args.new.exists():
         sys.exit(f"{args.new} does not exist: train it first (see this script's help)")
-    result = compare(args.old.resolve(), args.new)
+    from ddnn_deploy.errors import DDNNError
+
+    try:
+        result = compare(args.old.resolve(), args.new)
+    except DDNNError as exc:  # not a checkpoint, or not one of this kind: one line
+        sys.exit(f"error: {exc}")
     for r in result["rows"]:
         print(f"depth {r['depth']}: {r['old_top1']:.2f}% -> {r['new_top1']:.2f}% "
               f"(shared BN {r['old_top1_shared_bn']:.2f}% -> {r['new_top1_shared_bn']:.2f}%)")  # fmt: skip

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import reproduce_fashion_mnist as rp  # benchmarks/ is on sys.path when a script here runs
 from _common import RESULTS, ROOT
+from reproduce_fashion_mnist import positive_int
 
 from ddnn_deploy.atomic import write_text_atomic
 
@@ -272,7 +273,7 @@ def _write_markdown(result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, each a process with one thread")
+    parser.add_argument("--jobs", type=positive_int, default=2, help="runs side by side, one thread each")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--all-cores", action="store_true", help="widen this process's CPU affinity to every core")
     parser.add_argument("--note", help="where and how the runs ran, kept in the results (default: the last one)")

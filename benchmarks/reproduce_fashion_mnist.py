@@ -142,6 +142,17 @@ def run_pool(todo: list[tuple[str, dict, Path]], jobs: int) -> None:
         raise SystemExit("failed runs:\n" + "\n".join(failed))
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (``--jobs``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
 def run_all(args: argparse.Namespace) -> None:
     Path(args.work).mkdir(parents=True, exist_ok=True)
     run_pool(units(args), args.jobs)
@@ -410,7 +421,7 @@ def main() -> None:
     parser.add_argument(
         "--amp", action="store_true", help="mixed precision on CUDA (default FP32 everywhere, so devices compare)"
     )
-    parser.add_argument("--jobs", type=int, default=1, help="runs side by side, each in its own process")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="runs side by side, each in its own process")
     parser.add_argument("--all-cores", action="store_true", help="widen this process's CPU affinity to every core")
     parser.add_argument("--threads", type=int, default=None, help="per run (default: 1 with --jobs > 1)")
     parser.add_argument("--train-limit", type=int, default=None, help="smoke tests only")

@@ -354,7 +354,7 @@ def test_shedding_refuses_at_once_what_would_miss_the_slo(tiny_artifacts, images
         assert rejected[2].get("retry-after") == "1" and "past the SLO of 500 ms" in json.loads(rejected[1])["error"]
         assert 'ddnn_rejected_total{reason="slo"}' in metrics
         assert elapsed < 1.2  # the refused ones did not queue
-    with pytest.raises(UsageError, match="shed_ms"):
+    with pytest.raises(UsageError, match="SLO must be a positive number of milliseconds, not 0.0"):
         ServeSettings(shed_ms=0.0)
 
 

@@ -47,7 +47,7 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         if self.shed_ms is not None and (not is_finite(self.shed_ms) or not self.shed_ms > 0):
-            raise UsageError(f"shed_ms must be > 0, not {self.shed_ms!r}")
+            raise UsageError(f"the SLO must be a positive number of milliseconds, not {self.shed_ms!r}")
         for name in ("max_queue", "max_batch", "max_body_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
