@@ -161,6 +161,7 @@ def run_all(args: argparse.Namespace) -> None:
 
 def collect(args: argparse.Namespace) -> dict:
     from ddnn_deploy.checkpoint import load_checkpoint
+    from ddnn_deploy.distill.trainer import recorded_sessions
     from ddnn_deploy.measure.environment import cpu_model
 
     work = Path(args.work)
@@ -200,7 +201,7 @@ def collect(args: argparse.Namespace) -> dict:
                     ),
                     "epochs": settings["epochs"],
                     "train_seconds": ckpt.training.get("wall_time_s"),
-                    "trained_on": ckpt.training.get("sessions") or [_session(settings)],
+                    "trained_on": recorded_sessions(ckpt.training),
                     "file": path.name,
                 }
             )
@@ -251,11 +252,6 @@ def collect(args: argparse.Namespace) -> dict:
     write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     report(result, out)
     return result
-
-
-def _session(settings: dict) -> dict:
-    """Where a checkpoint without a ``sessions`` record trained (its last session: earlier ones are unrecorded)."""
-    return {"from_epoch": None, "device": settings.get("device"), "torch": settings.get("torch")}
 
 
 def _size_text(sizes: list[int]) -> str:

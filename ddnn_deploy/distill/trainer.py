@@ -546,6 +546,15 @@ def _session(device: torch.device, from_epoch: int, world: int) -> dict[str, Any
             "world_size": world}  # fmt: skip
 
 
+def recorded_sessions(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where a checkpoint's run trained, session by session; a checkpoint from before sessions were recorded
+    knows only its last one (its settings' device and torch, from an unknown epoch)."""
+    settings = training.get("settings") or {}
+    return training.get("sessions") or [
+        {"from_epoch": None, "device": settings.get("device"), "torch": settings.get("torch")}
+    ]
+
+
 def _resume(run: _Run, log: Callable[[str], None]) -> None:
     """Load the unfinished run at ``--out``: weights, optimizer, schedule, history and time spent."""
     out = run.out
@@ -570,11 +579,7 @@ def _resume(run: _Run, log: Callable[[str], None]) -> None:
         ) from None
     run.start_epoch, run.elapsed = int(state["epoch"]), float(state["elapsed_s"])
     run.history = list(prev.training.get("history", []))
-    settings = prev.training.get("settings") or {}
-    earlier = prev.training.get("sessions") or [  # a checkpoint from before sessions were recorded: its last one
-        {"from_epoch": None, "device": settings.get("device"), "torch": settings.get("torch")}
-    ]
-    run.sessions = [*earlier, _session(run.device, run.start_epoch, run.world)]
+    run.sessions = [*recorded_sessions(prev.training), _session(run.device, run.start_epoch, run.world)]
     log(f"resuming {out} at epoch {run.start_epoch + 1}/{run.config.epochs}")
 
 

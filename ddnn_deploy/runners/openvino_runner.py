@@ -140,9 +140,7 @@ class OvRunner(Runner):
         arrays = {name: np.asarray(value, order="C") for name, value in feed.items()}
         shapes = {name: tuple(a.shape) for name, a in arrays.items() if a.ndim}  # not the selector's 0-d depth
         key = tuple(sorted(shapes.items()))
-        if key not in self._static:
-            self._static[key] = (self._compile(shapes).create_infer_request(), None)
-        request = self._static[key][0]
+        request = self._static[key][0] if key in self._static else self._compile(shapes).create_infer_request()
         self._bind(arrays, request)
         # this request's input tensors point into these arrays: they live as long as its binding does
         self._static[key] = (request, arrays)

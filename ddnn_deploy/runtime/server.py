@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,8 +42,8 @@ class ServeSettings:
     max_batch: int = 1
     max_wait_ms: float = 2.0
     max_body_bytes: int = MAX_BODY_BYTES
-    # refuse (503) a request whose predicted completion (the calls queued ahead of it and its own, each at the
-    # recent call time of the serving depth) is past this many ms: it would miss the SLO anyway
+    # refuse (503) a request whose predicted completion (what is left of the call in progress, then the images
+    # waiting ahead of it and its own at the serving depth's recent time per image) is past this many ms
     shed_ms: float | None = None
 
     def __post_init__(self) -> None:
@@ -271,7 +272,7 @@ def load_npy(body: bytes) -> np.ndarray:
         if len(_NPY_HEADERS) < 64:
             _NPY_HEADERS[header] = known
     shape, fortran, dtype = known
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python integers: a hostile header's shape cannot overflow
     if len(body) - start < count * dtype.itemsize:
         raise ValueError(f"the array is truncated: {len(body) - start} of {count * dtype.itemsize} data bytes")
     flat = np.frombuffer(body, dtype=dtype, count=count, offset=start).copy()  # writable, owns its memory
