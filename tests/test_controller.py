@@ -124,3 +124,81 @@ def test_bad_settings_are_refused():
     fixed = FixedPolicy(14)
     fixed.observe(100.0, 14)
     assert fixed.depth == 14 and fixed.describe() == {"policy": "fixed", "depth": 14}
+
+
+# ---------------------------------------------------------------- a queue in front of the device
+
+R50 = {26: 44.0, 38: 60.0, 50: 76.0}  # ms per request at batch 1, like this project's ResNet-50 on 1 core
+
+
+def serve_queue(slowdown, *, rate=7.5, seconds=60.0, slo=400.0, service=True, seed=1, policy=None):
+    """One FIFO worker fed by Poisson arrivals (``rate``/s): each request runs at the depth the controller holds
+    when its call starts, for the table's time x ``slowdown(t)`` x noise. The controller sees every end-to-end
+    latency (queueing included) and, with ``service``, the call's time. Returns per request: arrival (s),
+    latency (ms), depth; and the controller."""
+    clock = Clock()
+    ctl = policy or SLOController(R50, slo, clock=clock)
+    ctl.clock = clock
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1.0 / rate, int(rate * seconds * 2)))
+    arrivals = arrivals[arrivals < seconds]
+    free, rows = 0.0, []
+    for arrival in arrivals:
+        start = max(arrival, free)
+        clock.now = start
+        depth = ctl.depth
+        took = R50[depth] * slowdown(start) * rng.uniform(0.9, 1.05)
+        free = start + took / 1e3
+        clock.now = free
+        latency = (free - arrival) * 1e3
+        ctl.observe(latency, depth, took if service else None)
+        rows.append((arrival, latency, depth))
+    return np.array(rows), ctl
+
+
+def hog(t):  # a neighbour takes half the core from 20 s to 40 s
+    return 2.0 if 20.0 <= t < 40.0 else 1.0
+
+
+def test_full_depth_cannot_hold_the_slo_under_the_hog():
+    rows, ctl = serve_queue(hog, policy=FixedPolicy(50))
+    during = rows[(rows[:, 0] >= 20) & (rows[:, 0] < 40)]
+    assert (during[:, 1] > 400).mean() > 0.5  # 76 ms x 2 at 7.5/s is more work than the device can do
+
+
+def test_watching_the_load_steps_down_before_the_queue_builds():
+    for seed in (1, 2, 3, 4):  # whatever the trace: within a second of the hog, at the one depth that fits
+        rows, _ = serve_queue(hog, seed=seed)
+        t, latency, depth = rows.T
+        assert t[(t >= 20) & (depth == 26)][0] - 20 < 1.0  # a few slow calls tell it; the tail takes seconds
+        assert set(depth[(t >= 21) & (t < 40)]) == {26}  # the only depth under 75 % load at half speed
+    rows, ctl = serve_queue(hog, seed=1)
+    t, latency, depth = rows.T
+    assert set(depth[t < 20]) == {50}  # 55 % load at full speed: no switch before the hog
+    assert (latency[(t >= 20) & (t < 40)] > 400).mean() <= 0.01
+    assert depth[t >= 50].min() == 50  # back at full depth within 10 s of the hog leaving
+    assert ctl.switches == 3  # 50 -> 26, then up one depth at a time: no oscillation
+
+
+def test_the_load_signal_reacts_sooner_than_the_latency_tail():
+    def reaction(service: bool) -> float:
+        rows, _ = serve_queue(hog, service=service)
+        t, _, depth = rows.T
+        return t[(t >= 20) & (depth < 50)][0] - 20
+
+    assert reaction(True) < reaction(False)
+
+
+def test_service_times_alone_never_step_up_into_a_load_that_cannot_be_carried():
+    # slowed x1.3 for good: full depth then needs 7.5 x 76 x 1.3 = 74 % of the device, over the 65 % allowed up
+    rows, ctl = serve_queue(lambda t: 1.3 if t >= 10 else 1.0, seconds=50)
+    t, latency, depth = rows.T
+    assert 50 not in set(depth[t >= 15])
+    assert (latency[t >= 10] > 400).mean() <= 0.01
+
+
+def test_load_settings_are_checked():
+    with pytest.raises(UsageError, match="load_up < load_target <= load_down"):
+        ControllerSettings(load_up=0.8, load_target=0.7)
+    with pytest.raises(UsageError, match="rate_window_s"):
+        ControllerSettings(rate_window_s=0)

@@ -6,6 +6,11 @@
   steps DOWN when the window's tail (p99 by default) nears the SLO and back UP one depth at a time after
   sustained slack, with hysteresis (different thresholds down and up) and a cool-down after each switch.
   It never moves to a depth whose measured latency, scaled by the slowdown it observes now, cannot fit.
+  Given each request's service time too (the server passes it), it also watches the LOAD: the request rate
+  times each depth's time per request as the device runs now. A device that slows shows in the next few
+  calls' service times, long before the queue it will build shows in the latency tail, so the controller
+  steps down before the requests queue past the SLO instead of after (a queue near saturation has a long
+  tail whatever the depth's own latency).
 
 A controller is a pure function of its observations and its clock (injectable): the tests drive it with
 synthetic traces and a fake clock, no sleeps.
@@ -36,7 +41,7 @@ class FixedPolicy:
     def depth(self) -> int:
         return self._depth
 
-    def observe(self, latency_ms: float, depth: int) -> None:
+    def observe(self, latency_ms: float, depth: int, service_ms: float | None = None) -> None:
         """Fixed: observations change nothing."""
 
     def describe(self) -> dict:
@@ -51,16 +56,29 @@ class ControllerSettings:
 
     quantile: float = 0.99
     window: int = 64
+    window_s: float = 5.0  # the tail is taken over the last ``window`` requests no older than this
     min_samples: int = 6
     down_at: float = 0.85
     target: float = 0.7
     up_at: float = 0.6
     up_after_s: float = 2.0
     cooldown_s: float = 0.5
+    # the load (a fraction of the device's time busy with inference), when service times are observed:
+    # step down above ``load_down``, to a depth predicted at or under ``load_target``; up only at or under
+    # ``load_up``. The rate is counted over ``rate_window_s``, the device's speed from the last ``speed_calls``.
+    load_down: float = 0.85
+    load_target: float = 0.75
+    load_up: float = 0.65
+    rate_window_s: float = 10.0
+    speed_calls: int = 5
 
     def __post_init__(self) -> None:
         if not 0 < self.quantile <= 1 or not 0 < self.up_at < self.target <= self.down_at <= 1:
             raise UsageError("controller settings need 0 < up_at < target <= down_at <= 1 and 0 < quantile <= 1")
+        if not 0 < self.load_up < self.load_target <= self.load_down <= 1:
+            raise UsageError("controller settings need 0 < load_up < load_target <= load_down <= 1")
+        if not self.rate_window_s > 0 or not self.window_s > 0 or self.speed_calls < 1:
+            raise UsageError("controller settings need rate_window_s > 0, window_s > 0 and speed_calls >= 1")
         if self.window < self.min_samples or self.min_samples < 1:
             raise UsageError("controller settings need 1 <= min_samples <= window")
 
@@ -92,7 +110,9 @@ class SLOController:
         self.switches = 0
         fitting = [d for d in self.depths if self.table[d] <= self.settings.target * self.slo_ms]
         self._depth = start_depth if start_depth is not None else (fitting[-1] if fitting else self.depths[0])
-        self._samples: deque[float] = deque(maxlen=self.settings.window)
+        self._samples: deque[tuple[float, float]] = deque(maxlen=self.settings.window)  # (finished, latency)
+        self._finished: deque[float] = deque()  # when each recent request finished (any depth): the rate
+        self._speed: deque[float] = deque(maxlen=self.settings.speed_calls)  # service time / table, any depth
         self._last_switch = -float("inf")
         self._slack_since: float | None = None
 
@@ -104,41 +124,78 @@ class SLOController:
         return {"policy": self.name, "depth": self._depth, "slo_ms": self.slo_ms, "switches": self.switches}
 
     def slowdown(self) -> float | None:
-        """Observed tail at the current depth / its measured tail: 1.0 on the bench's machine, 2.0 at half speed."""
+        """Observed tail at the current depth / its measured tail: 1.0 on the bench's machine, 2.0 at half speed.
+        Right after a switch (too few samples at the new depth), the service-time slowdown when it is known."""
         if len(self._samples) < self.settings.min_samples:
-            return None
+            return self.speed()
         return self.tail() / self.table[self._depth]
 
+    def speed(self) -> float | None:
+        """The device's slowdown from the recent calls' service times (median of service / table): unlike the
+        latency tail it holds no queueing, and it carries over a switch (each call is scaled by its own depth)."""
+        return float(np.median(np.asarray(self._speed))) if self._speed else None
+
+    def rate(self, now: float) -> float | None:
+        """Requests finished per second over the last ``rate_window_s`` (their arrival rate unless the device
+        is saturated, when it is the device's capacity: a load near 1 either way). None before 2 s of them."""
+        span = now - self._finished[0] if self._finished else 0.0
+        if len(self._finished) < self.settings.min_samples or span < min(2.0, self.settings.rate_window_s):
+            return None
+        return (len(self._finished) - 1) / span
+
+    def load(self, depth: int, now: float) -> float | None:
+        """The predicted fraction of the device's time busy at ``depth``: rate x its time per request now."""
+        rate, speed = self.rate(now), self.speed()
+        if rate is None or speed is None:
+            return None
+        return rate * self.table[depth] * speed / 1e3
+
     def tail(self) -> float:
-        return float(np.quantile(np.asarray(self._samples), self.settings.quantile))
+        return float(np.quantile(np.asarray([latency for _, latency in self._samples]), self.settings.quantile))
 
     def predicted(self, depth: int, slowdown: float) -> float:
         return self.table[depth] * slowdown
 
-    def observe(self, latency_ms: float, depth: int) -> None:
-        """One finished request: its end-to-end latency and the depth that served it."""
-        if depth != self._depth:
-            return  # served before the last switch: says nothing about the current depth
-        self._samples.append(float(latency_ms))
+    def observe(self, latency_ms: float, depth: int, service_ms: float | None = None) -> None:
+        """One finished request: its end-to-end latency, the depth that served it and, when known, its service
+        time (the inference call's time per image: no queueing)."""
         now = self.clock()
+        self._finished.append(now)
+        while self._finished and now - self._finished[0] > self.settings.rate_window_s:
+            self._finished.popleft()
+        if service_ms is not None and is_finite(service_ms) and service_ms > 0 and depth in self.table:
+            self._speed.append(float(service_ms) / self.table[depth])
+        if depth != self._depth:
+            return  # its latency was served before the last switch: says nothing about the current depth
+        self._samples.append((now, float(latency_ms)))
+        while now - self._samples[0][0] > self.settings.window_s:  # a slow spell is forgotten once it is over
+            self._samples.popleft()
         slowdown = self.slowdown()
         if slowdown is None or now - self._last_switch < self.settings.cooldown_s:
             return
-        if self.tail() > self.settings.down_at * self.slo_ms:
+        load = self.load(self._depth, now)
+        enough = len(self._samples) >= self.settings.min_samples  # else only the load may move it (down)
+        if (enough and self.tail() > self.settings.down_at * self.slo_ms) or (
+            load is not None and load > self.settings.load_down
+        ):
             self._step_down(slowdown, now)
-        else:
+        elif enough:
             self._maybe_step_up(slowdown, now)
+
+    def _fits(self, depth: int, slowdown: float, now: float, latency_at: float, load_at: float) -> bool:
+        load = self.load(depth, now)
+        return self.predicted(depth, slowdown) <= latency_at * self.slo_ms and (load is None or load <= load_at)
 
     def _step_down(self, slowdown: float, now: float) -> None:
         shallower = [d for d in self.depths if d < self._depth]
         if not shallower:
             return
-        fits = [d for d in shallower if self.predicted(d, slowdown) <= self.settings.target * self.slo_ms]
+        fits = [d for d in shallower if self._fits(d, slowdown, now, self.settings.target, self.settings.load_target)]
         self._switch(fits[-1] if fits else shallower[0], now)  # the deepest that fits, else the shallowest
 
     def _maybe_step_up(self, slowdown: float, now: float) -> None:
         deeper = [d for d in self.depths if d > self._depth]
-        if not deeper or self.predicted(deeper[0], slowdown) > self.settings.up_at * self.slo_ms:
+        if not deeper or not self._fits(deeper[0], slowdown, now, self.settings.up_at, self.settings.load_up):
             self._slack_since = None
             return
         if self._slack_since is None:

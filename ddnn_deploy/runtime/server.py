@@ -7,7 +7,8 @@
 - Inference runs off the event loop in ONE worker thread fed by a bounded queue: beyond ``max_queue`` waiting
   requests the answer is 503 with ``Retry-After``, not unbounded latency. With ``max_batch > 1`` the worker
   groups queued requests (up to ``max_wait_ms``) into one batch call, as Triton's dynamic batcher does.
-- The policy sees every request's end-to-end latency (queueing included) and picks the next depth.
+- The policy sees every request's end-to-end latency (queueing included) and its call's time per image, and
+  picks the next depth.
 - Every answer carries a ``Server-Timing`` header (``decode``, ``queue``, ``infer`` in ms), so a client can
   tell the network and HTTP share of its latency from the model's.
 Errors are JSON ``{"error": "..."}`` with a 4xx status; the server keeps serving.
@@ -207,16 +208,16 @@ class Batcher:
             if not item.future.done():
                 item.future.set_result((logits[start : start + count], depth, latency_ms, timing))
             start += count
-            self._observe(latency_ms, depth)
+            self._observe(latency_ms, depth, took)
 
     def _infer(self, pixels: np.ndarray, depth: int) -> tuple[np.ndarray, float, float]:
         started = time.perf_counter()
         logits = self.runtime.run_batches(pixels, depth)
         return logits, started, time.perf_counter()
 
-    def _observe(self, latency_ms: float, depth: int) -> None:
+    def _observe(self, latency_ms: float, depth: int, service_ms: float) -> None:
         before = self.runtime.depth
-        self.runtime.policy.observe(latency_ms, depth)
+        self.runtime.policy.observe(latency_ms, depth, service_ms)
         self.metrics.latency.labels(depth=str(depth)).observe(latency_ms / 1e3)
         if self.runtime.depth != before:
             self.metrics.switches.inc()
