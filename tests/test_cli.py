@@ -8,7 +8,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from ddnn_deploy.atomic import writer_lock
 from ddnn_deploy.cli import cli
+from ddnn_deploy.errors import BusyError
 from ddnn_deploy.models import build_model
 from ddnn_deploy.resources import demo_checkpoint
 
@@ -98,6 +100,10 @@ def test_convert_random_init_and_torchvision_weights(tmp_path):
     assert run("convert", "--arch", "resnet18", "--seed", "5", "--out", out, "--force").exit_code == 0
     assert out.read_bytes() != before
     assert_one_line_error(run("train", "--out", out, "--epochs", "1"), 2, "already exists; pass --resume")
+    with writer_lock(tmp_path / "busy.pt"):  # another train run is writing that checkpoint
+        busy = run("train", "--out", tmp_path / "busy.pt", "--epochs", "1", "--train-limit", "64")
+        assert_one_line_error(busy, BusyError.exit_code, "is writing --out")
+    assert not (tmp_path / "busy.pt").exists()
     for option, value in (("--lr", "nan"), ("--batch-size", "0"), ("--train-limit", "0"), ("--temperature", "inf")):
         assert_one_line_error(run("train", option, value, "--out", tmp_path / "t.pt"), 2, f"{option} must be")
     assert not (tmp_path / "t.pt").exists()

@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from .. import __version__
-from ..atomic import remove_stale_temps
+from ..atomic import remove_stale_temps, writer_lock
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..data import ImageDataset, load_dataset
 from ..errors import CheckpointError, DataError, TrainingError, UsageError
@@ -130,11 +130,16 @@ def train(config: TrainConfig, *, log: Callable[[str], None] | None = print) -> 
     if config.mode not in MODES:
         raise UsageError(f"unknown training mode {config.mode!r}; choose one of {', '.join(MODES)}")
     say = log or (lambda message: None)
-    _check_targets(config)
+    # one writer per --out: a second run of the same command (or a --resume of a run still going) stops at once
+    # instead of training the same epochs again beside it. Rank 0 writes, so rank 0 holds it.
+    lead = not _launched_by_torchrun() or os.environ.get("RANK") == "0"
+    lock = writer_lock(config.out, f"--out {config.out}") if lead else contextlib.nullcontext()
     try:
-        if config.mode == "individual":
-            return _train_individual(config, log=say)
-        return _train_ddnn(config, log=say)
+        with lock:
+            _check_targets(config)
+            if config.mode == "individual":
+                return _train_individual(config, log=say)
+            return _train_ddnn(config, log=say)
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()  # NCCL leaks its communicators otherwise (and warns at exit)
