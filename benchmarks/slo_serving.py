@@ -224,8 +224,9 @@ def summarize(records: list[dict], *, phase: float, slo: float, top1: dict[int, 
                 "depth_switches": int(np.count_nonzero(np.diff(depths))) if len(depths) > 1 else 0,
                 "depths_served": {str(d): depths.count(d) for d in sorted(set(depths))},
                 "accuracy_served": float(np.mean(served_top1)) if served_top1 else None,
-                # the device's side: inference ms per request by depth (Server-Timing), and the share of the
-                # phase the server's one worker spent inferring (the load it carried)
+                # the device's side: inference ms per request by depth (Server-Timing's infer, the whole call's
+                # time: per request as this benchmark serves, without batching), and the share of the phase
+                # the server's one worker spent inferring (the load it carried)
                 "infer_p50_ms": {
                     str(d): float(np.median([r["infer_ms"] for r in ok if r["depth"] == d and r.get("infer_ms")]))
                     for d in sorted(set(depths))
@@ -249,6 +250,9 @@ def pooled(per_trace: dict[str, list[dict]], *, phase: float) -> list[dict]:
         def weighted(key: str, parts: list[dict] = parts, total: int = total) -> float | None:
             return sum((p[key] or 0.0) * p["requests"] for p in parts) / total if total else None
 
+        served = [(p["accuracy_served"], p["served_per_s"]) for p in parts]
+        p99s = [p["p99_ms"] for p in parts if np.isfinite(p["p99_ms"])]  # NaN: nothing served in that trace
+
         depths: dict[str, int] = {}
         for part in parts:
             for depth, count in part["depths_served"].items():
@@ -260,10 +264,12 @@ def pooled(per_trace: dict[str, list[dict]], *, phase: float) -> list[dict]:
             "slo_violation_rate": weighted("slo_violation_rate"),
             "rejected_503_rate": weighted("rejected_503_rate"),
             "worst_trace_violation_rate": max((p["slo_violation_rate"] or 0.0) for p in parts),
-            "worst_p99_ms": max(p["p99_ms"] for p in parts),
+            "worst_p99_ms": max(p99s) if p99s else None,
             "served_per_s": sum(p["served_per_s"] for p in parts) / len(parts),
             "depths_served": depths,
-            "accuracy_served": weighted("accuracy_served") if all(p["accuracy_served"] for p in parts) else None,
+            "accuracy_served": sum(a * n for a, n in served) / sum(n for _, n in served)  # weighted by served
+            if all(a is not None for a, _ in served) and sum(n for _, n in served) > 0
+            else None,
             "depth_switches": sum(p["depth_switches"] for p in parts),
         }
         if label == "hog":
@@ -283,11 +289,14 @@ def _breaks(records: list[dict], lo: float, hi: float, slo: float) -> bool | Non
 def recovery_seconds(
     records: list[dict], *, phase: float, slo: float, bucket: float = 0.5, hold: float = 2.0
 ) -> float | None:
-    """Seconds from the hog's start until the SLO holds again: the start of the first ``hold`` seconds of the hog
-    phase in which no 0.5-s bucket breaks it (0 when the hog never made it break); None if that never happens.
-    A later, isolated breach counts in the violation rate (and in ``last_breach_s``), not here."""
-    edges = np.arange(phase, 2 * phase + 1e-9, bucket)
-    for start in edges:
+    """Seconds from the hog's start until the SLO holds again after its first breach in the hog phase: the
+    start of the first ``hold`` seconds from then on in which no 0.5-s bucket breaks it (0: never broken);
+    None if that never comes. A later, isolated breach counts in the violation rate and in ``last_breach_s``."""
+    edges = np.arange(phase, 2 * phase - 1e-9, bucket)
+    breaches = [lo for lo in edges if _breaks(records, lo, lo + bucket, slo)]
+    if not breaches:
+        return 0.0
+    for start in edges[edges > breaches[0]]:
         if start + hold > 2 * phase + 1e-9:
             return None
         window = np.arange(start, start + hold - 1e-9, bucket)
@@ -621,7 +630,7 @@ def main() -> None:
                 )
     for name, phases in summary.items():
         print(f"{name:13s} pooled: " + ", ".join(
-            f"{row['phase']} {100 * row['slo_violation_rate']:.2f} % over" for row in phases))  # fmt: skip
+            f"{row['phase']} {100 * (row['slo_violation_rate'] or 0):.2f} % over" for row in phases))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -202,3 +202,32 @@ def test_load_settings_are_checked():
         ControllerSettings(load_up=0.8, load_target=0.7)
     with pytest.raises(UsageError, match="rate_window_s"):
         ControllerSettings(rate_window_s=0)
+
+
+def test_at_low_traffic_the_newest_samples_still_decide():
+    # one request every 2 s, each over the SLO: the 5-s window keeps the newest few, so it still steps down
+    clock = Clock()
+    ctl = SLOController(R50, 100.0, clock=clock)
+    for step in range(8):
+        clock.now = 2.0 * step
+        ctl.observe(150.0, ctl.depth)
+    assert ctl.depth == 26
+
+
+def test_arrivals_count_what_a_saturated_or_refusing_server_never_finishes():
+    # 20 images/s arrive, the device finishes 7/s at depth 50 (the rest refused): the load is 20/s x 76 ms
+    clock = Clock()
+    ctl = SLOController(R50, 400.0, clock=clock)
+    for step in range(60):  # 3 s: arrivals every 50 ms, one request finished in three
+        clock.now = step * 0.05
+        ctl.arrived()
+        if step % 3 == 0:
+            ctl.observe(120.0, ctl.depth, 76.0 if ctl.depth == 50 else R50[ctl.depth])
+    assert ctl.rate(clock.now) == pytest.approx(20.0, rel=0.05)
+    assert ctl.depth == 26  # 20/s is more than any depth can carry (152, 120, 88 % load): the shallowest
+    finished_only = SLOController(R50, 400.0, clock=clock)
+    for step in range(60):
+        clock.now = 10.0 + step * 0.05
+        if step % 3 == 0:
+            finished_only.observe(120.0, 50, 76.0)
+    assert finished_only.depth == 50  # 7/s finished looks like 50 % load: arrivals are what tell

@@ -41,8 +41,11 @@ class FixedPolicy:
     def depth(self) -> int:
         return self._depth
 
-    def observe(self, latency_ms: float, depth: int, service_ms: float | None = None) -> None:
+    def observe(self, latency_ms: float, depth: int, service_ms: float | None = None, images: int = 1) -> None:
         """Fixed: observations change nothing."""
+
+    def arrived(self, images: int = 1) -> None:
+        """Fixed: arrivals change nothing."""
 
     def describe(self) -> dict:
         return {"policy": self.name, "depth": self._depth}
@@ -111,8 +114,12 @@ class SLOController:
         fitting = [d for d in self.depths if self.table[d] <= self.settings.target * self.slo_ms]
         self._depth = start_depth if start_depth is not None else (fitting[-1] if fitting else self.depths[0])
         self._samples: deque[tuple[float, float]] = deque(maxlen=self.settings.window)  # (finished, latency)
-        self._finished: deque[float] = deque()  # when each recent request finished (any depth): the rate
-        self._speed: deque[float] = deque(maxlen=self.settings.speed_calls)  # service time / table, any depth
+        # the rate: (when, images) of each arrival the server reports (refused ones included), else of each
+        # finished request (in-process use)
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self._finished: deque[tuple[float, int]] = deque()
+        self._speed: deque[float] = deque(maxlen=self.settings.speed_calls)  # call time per image / table
+        self._carried: float | None = None  # the slowdown that decided the last switch
         self._last_switch = -float("inf")
         self._slack_since: float | None = None
 
@@ -124,27 +131,45 @@ class SLOController:
         return {"policy": self.name, "depth": self._depth, "slo_ms": self.slo_ms, "switches": self.switches}
 
     def slowdown(self) -> float | None:
-        """Observed tail at the current depth / its measured tail: 1.0 on the bench's machine, 2.0 at half speed.
-        Right after a switch (too few samples at the new depth), the service-time slowdown when it is known."""
-        if len(self._samples) < self.settings.min_samples:
-            return self.speed()
-        return self.tail() / self.table[self._depth]
+        """Observed tail at the current depth / its measured tail (queueing included, so about 1 on the bench's
+        machine at light load and 2 or more at half speed). Right after a switch (too few samples at the new
+        depth), the larger of the slowdown that decided the switch and the service-time ``speed``."""
+        if len(self._samples) >= self.settings.min_samples:
+            return self.tail() / self.table[self._depth]
+        known = [x for x in (self._carried, self.speed()) if x is not None]
+        return max(known) if known else None
 
     def speed(self) -> float | None:
-        """The device's slowdown from the recent calls' service times (median of service / table): unlike the
-        latency tail it holds no queueing, and it carries over a switch (each call is scaled by its own depth)."""
+        """The device's slowdown from the recent calls (median of time per image / table): unlike the latency
+        tail it holds no queueing, and it carries over a switch (each call is scaled by its own depth). Below 1
+        when the table is a tail statistic or calls are batched: it measures time per image as served."""
         return float(np.median(np.asarray(self._speed))) if self._speed else None
 
+    def arrived(self, images: int = 1) -> None:
+        """A request of ``images`` reached the server (called before it may be refused): the rate then counts
+        arrivals, which a saturated or refusing server cannot hide."""
+        self._count(self._arrivals, images)
+
+    def _count(self, events: deque[tuple[float, int]], images: int) -> None:
+        now = self.clock()
+        events.append((now, int(images)))
+        while now - events[0][0] > self.settings.rate_window_s:
+            events.popleft()
+
     def rate(self, now: float) -> float | None:
-        """Requests finished per second over the last ``rate_window_s`` (their arrival rate unless the device
-        is saturated, when it is the device's capacity: a load near 1 either way). None before 2 s of them."""
-        span = now - self._finished[0] if self._finished else 0.0
-        if len(self._finished) < self.settings.min_samples or span < min(2.0, self.settings.rate_window_s):
+        """Images per second over the last ``rate_window_s``: arrived, when the server reports arrivals, else
+        finished (the arrival rate unless the device is saturated, when it is the device's capacity: a load
+        near 1 either way). None before 2 s of them."""
+        events = self._arrivals or self._finished
+        while events and now - events[0][0] > self.settings.rate_window_s:
+            events.popleft()
+        span = now - events[0][0] if events else 0.0
+        if len(events) < self.settings.min_samples or span < min(2.0, self.settings.rate_window_s):
             return None
-        return (len(self._finished) - 1) / span
+        return (sum(images for _, images in events) - events[0][1]) / span
 
     def load(self, depth: int, now: float) -> float | None:
-        """The predicted fraction of the device's time busy at ``depth``: rate x its time per request now."""
+        """The predicted fraction of the device's time busy at ``depth``: rate x its time per image now."""
         rate, speed = self.rate(now), self.speed()
         if rate is None or speed is None:
             return None
@@ -156,20 +181,19 @@ class SLOController:
     def predicted(self, depth: int, slowdown: float) -> float:
         return self.table[depth] * slowdown
 
-    def observe(self, latency_ms: float, depth: int, service_ms: float | None = None) -> None:
-        """One finished request: its end-to-end latency, the depth that served it and, when known, its service
-        time (the inference call's time per image: no queueing)."""
+    def observe(self, latency_ms: float, depth: int, service_ms: float | None = None, images: int = 1) -> None:
+        """One finished request of ``images``: its end-to-end latency, the depth that served it and, once per
+        inference call, the call's time per image (``service_ms``: no queueing; None for the call's other
+        requests)."""
         now = self.clock()
-        self._finished.append(now)
-        while self._finished and now - self._finished[0] > self.settings.rate_window_s:
-            self._finished.popleft()
+        self._count(self._finished, images)
         if service_ms is not None and is_finite(service_ms) and service_ms > 0 and depth in self.table:
             self._speed.append(float(service_ms) / self.table[depth])
         if depth != self._depth:
             return  # its latency was served before the last switch: says nothing about the current depth
         self._samples.append((now, float(latency_ms)))
-        while now - self._samples[0][0] > self.settings.window_s:  # a slow spell is forgotten once it is over
-            self._samples.popleft()
+        while len(self._samples) > self.settings.min_samples and now - self._samples[0][0] > self.settings.window_s:
+            self._samples.popleft()  # a slow spell is forgotten once it is over (the newest few always count)
         slowdown = self.slowdown()
         if slowdown is None or now - self._last_switch < self.settings.cooldown_s:
             return
@@ -181,6 +205,8 @@ class SLOController:
             self._step_down(slowdown, now)
         elif enough:
             self._maybe_step_up(slowdown, now)
+        else:
+            self._slack_since = None  # slack is only seen with enough samples
 
     def _fits(self, depth: int, slowdown: float, now: float, latency_at: float, load_at: float) -> bool:
         load = self.load(depth, now)
@@ -191,7 +217,7 @@ class SLOController:
         if not shallower:
             return
         fits = [d for d in shallower if self._fits(d, slowdown, now, self.settings.target, self.settings.load_target)]
-        self._switch(fits[-1] if fits else shallower[0], now)  # the deepest that fits, else the shallowest
+        self._switch(fits[-1] if fits else shallower[0], now, slowdown)  # the deepest that fits, else shallowest
 
     def _maybe_step_up(self, slowdown: float, now: float) -> None:
         deeper = [d for d in self.depths if d > self._depth]
@@ -201,9 +227,10 @@ class SLOController:
         if self._slack_since is None:
             self._slack_since = now
         elif now - self._slack_since >= self.settings.up_after_s:
-            self._switch(deeper[0], now)
+            self._switch(deeper[0], now, slowdown)
 
-    def _switch(self, depth: int, now: float) -> None:
+    def _switch(self, depth: int, now: float, slowdown: float) -> None:
+        self._carried = slowdown
         self._depth = depth
         self._samples.clear()
         self._last_switch = now

@@ -136,6 +136,7 @@ class Batcher:
         return (now - arrival) * 1e3 + left + (self.waiting + images) * per_image
 
     def submit(self, pixels: np.ndarray, arrival: float, depth: int | None) -> asyncio.Future:
+        self.runtime.policy.arrived(len(pixels))  # refused or not: the load the device is offered
         if self.settings.shed_ms is not None:
             predicted = self.predicted_ms(arrival, depth, len(pixels))
             if predicted is not None and predicted > self.settings.shed_ms:
@@ -197,7 +198,7 @@ class Batcher:
         self.image_ms[depth] = (took if previous is None else 0.7 * previous + 0.3 * took, done)
         self.metrics.batch.observe(len(pixels))
         start = 0
-        for item in batch:
+        for index, item in enumerate(batch):
             count = len(item.pixels)
             latency_ms = (done - item.arrival) * 1e3
             timing = {
@@ -208,16 +209,16 @@ class Batcher:
             if not item.future.done():
                 item.future.set_result((logits[start : start + count], depth, latency_ms, timing))
             start += count
-            self._observe(latency_ms, depth, took)
+            self._observe(latency_ms, depth, took if index == 0 else None, count)  # the call's time once
 
     def _infer(self, pixels: np.ndarray, depth: int) -> tuple[np.ndarray, float, float]:
         started = time.perf_counter()
         logits = self.runtime.run_batches(pixels, depth)
         return logits, started, time.perf_counter()
 
-    def _observe(self, latency_ms: float, depth: int, service_ms: float) -> None:
+    def _observe(self, latency_ms: float, depth: int, service_ms: float | None, images: int) -> None:
         before = self.runtime.depth
-        self.runtime.policy.observe(latency_ms, depth, service_ms)
+        self.runtime.policy.observe(latency_ms, depth, service_ms, images)
         self.metrics.latency.labels(depth=str(depth)).observe(latency_ms / 1e3)
         if self.runtime.depth != before:
             self.metrics.switches.inc()
