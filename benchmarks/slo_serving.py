@@ -235,6 +235,7 @@ def summarize(records: list[dict], *, phase: float, slo: float, top1: dict[int, 
                 "busy_fraction": sum(r.get("infer_ms") or 0.0 for r in ok) / (phase * 1e3),
             }
         )
+    rows[1]["reaction_s"] = reaction_seconds(records, phase=phase, shallowest=min(top1))
     rows[1]["recovery_s"] = recovery_seconds(records, phase=phase, slo=slo)
     rows[1]["last_breach_s"] = last_breach_seconds(records, phase=phase, slo=slo)
     return rows
@@ -273,9 +274,10 @@ def pooled(per_trace: dict[str, list[dict]], *, phase: float) -> list[dict]:
             "depth_switches": sum(p["depth_switches"] for p in parts),
         }
         if label == "hog":
-            recoveries = [p["recovery_s"] for p in parts]
-            row["recovery_s"] = None if None in recoveries else max(recoveries)
-            row["recovery_s_per_trace"] = recoveries
+            for key in ("reaction_s", "recovery_s", "last_breach_s"):
+                values = [p.get(key) for p in parts]
+                row[f"{key}_per_trace"] = values
+                row[key] = None if None in values else max(values)  # the worst trace
         rows.append(row)
     return rows
 
@@ -289,20 +291,27 @@ def _breaks(records: list[dict], lo: float, hi: float, slo: float) -> bool | Non
 def recovery_seconds(
     records: list[dict], *, phase: float, slo: float, bucket: float = 0.5, hold: float = 2.0
 ) -> float | None:
-    """Seconds from the hog's start until the SLO holds again after its first breach in the hog phase: the
-    start of the first ``hold`` seconds from then on in which no 0.5-s bucket breaks it (0: never broken);
-    None if that never comes. A later, isolated breach counts in the violation rate and in ``last_breach_s``."""
-    edges = np.arange(phase, 2 * phase - 1e-9, bucket)
-    breaches = [lo for lo in edges if _breaks(records, lo, lo + bucket, slo)]
-    if not breaches:
-        return 0.0
-    for start in edges[edges > breaches[0]]:
-        if start + hold > 2 * phase + 1e-9:
-            return None
+    """How long the slowdown took to absorb: seconds from the hog's start to the start of the first ``hold``
+    seconds of the hog phase in which no 0.5-s bucket breaks the SLO (0 when the first ``hold`` seconds are
+    clean); None if that never comes. A breach after that is a burst the policy met later: it counts in the
+    violation rate and in ``last_breach_s``, not here."""
+    for start in np.arange(phase, 2 * phase - hold + 1e-9, bucket):
         window = np.arange(start, start + hold - 1e-9, bucket)
         if not any(_breaks(records, lo, lo + bucket, slo) for lo in window):
             return float(start - phase)
     return None
+
+
+def reaction_seconds(records: list[dict], *, phase: float, shallowest: int) -> float | None:
+    """Seconds from the hog's start to the first request sent in the hog phase and served shallower than the
+    depth that served the phase's first request (0 when that was already the shallowest); None if none was."""
+    served = [r for r in records if phase <= r["t"] < 2 * phase and r["status"] == 200]
+    if not served:
+        return None
+    if served[0]["depth"] == shallowest:
+        return 0.0
+    lower = [r["t"] for r in served if r["depth"] < served[0]["depth"]]
+    return float(lower[0] - phase) if lower else None
 
 
 def last_breach_seconds(records: list[dict], *, phase: float, slo: float, bucket: float = 0.5) -> float:
@@ -478,6 +487,36 @@ def plot_timeline(
     print(f"wrote {out}")
 
 
+def resummarize(model: str) -> None:
+    """Recompute ``summary`` and ``per_trace`` (and the plot) of a saved run from its raw timelines: the same
+    requests, the statistics' current definitions."""
+    path = RESULTS / f"slo_serving-{model}.json"
+    data = json.loads(path.read_text())
+    columns = data["timeline_columns"]
+    keys = ["t" if c == "t_s" else c for c in columns]
+    traces = {
+        name: {seed: [dict(zip(keys, row)) for row in rows] for seed, rows in by_seed.items()}
+        for name, by_seed in data["timelines"].items()
+    }
+    top1 = {int(d): v for d, v in data["bench_top1"].items()}
+    phase, slo = data["phase_seconds"], data["slo_ms"]
+    data["per_trace"] = {
+        name: {seed: summarize(records, phase=phase, slo=slo, top1=top1) for seed, records in by_seed.items()}
+        for name, by_seed in traces.items()
+    }
+    data["summary"] = {name: pooled(rows, phase=phase) for name, rows in data["per_trace"].items()}
+    save_result(f"slo_serving-{model}", data)
+    first = str(data["seeds"][0])
+    plot_timeline(
+        {name: by_seed[first] for name, by_seed in traces.items()},
+        depths=sorted(top1),
+        phase=phase,
+        slo=slo,
+        out=RESULTS / f"slo_serving-{model}.png",
+        title=f"{model}: {data['rate_per_s']:.1f} req/s Poisson, SLO {slo:.1f} ms, CPU hog in the middle phase",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=["resnet50", "demo"])
@@ -513,7 +552,15 @@ def main() -> None:
         action="store_true",
         help="only measure the HTTP overhead and predict against the bench (slo_serving-overhead-MODEL.json)",
     )
+    parser.add_argument(
+        "--resummarize",
+        action="store_true",
+        help="only recompute the summary and the plot of results/slo_serving-MODEL.json from its timelines",
+    )
     args = parser.parse_args()
+    if args.resummarize:
+        resummarize(args.model)
+        return
     try:
         seeds = [int(x) for x in args.seeds.split(",")]
     except ValueError:

@@ -23,10 +23,11 @@ def records(bad_at=(), refused_at=(), rate=20.0, depth=50):
     return out
 
 
-def test_recovery_is_the_first_breach_until_the_slo_holds_again():
+def test_recovery_is_how_long_the_slowdown_took_to_absorb():
     assert slo_serving.recovery_seconds(records(), phase=PHASE, slo=SLO) == 0.0  # never broken
-    late = records(bad_at=[(14.0, 15.0)])  # clean at first, a breach 4 s in: recovery counts from the breach
-    assert slo_serving.recovery_seconds(late, phase=PHASE, slo=SLO) == pytest.approx(5.0)
+    late = records(bad_at=[(14.0, 15.0)])  # absorbed at once; a burst 4 s in is a breach, not the recovery
+    assert slo_serving.recovery_seconds(late, phase=PHASE, slo=SLO) == 0.0
+    assert slo_serving.last_breach_seconds(late, phase=PHASE, slo=SLO) == pytest.approx(5.0)
     transient = records(bad_at=[(10.0, 11.2)], refused_at=[(11.2, 11.4)])  # 1.4 s over or refused, then fine
     assert slo_serving.recovery_seconds(transient, phase=PHASE, slo=SLO) == pytest.approx(1.5)
     assert slo_serving.last_breach_seconds(transient, phase=PHASE, slo=SLO) == pytest.approx(1.5)
@@ -45,8 +46,16 @@ def test_summary_rows_and_pooling_over_traces():
     assert pooled[1]["slo_violation_rate"] == pytest.approx(0.1)  # 40 of 400 requests
     assert pooled[1]["worst_trace_violation_rate"] == pytest.approx(0.2)
     assert pooled[1]["recovery_s"] == pytest.approx(2.0) and pooled[1]["recovery_s_per_trace"] == [0.0, 2.0]
+    assert pooled[1]["reaction_s"] == 0.0  # one depth: it is the shallowest
     assert pooled[1]["accuracy_served"] == pytest.approx(76.0)
     empty = slo_serving.summarize(records(refused_at=[(10.0, 20.0)]), phase=PHASE, slo=SLO, top1=top1)
     assert math.isnan(empty[1]["p99_ms"])  # nothing served in the hog phase
     both = slo_serving.pooled({"1": empty, "2": hog}, phase=PHASE)
     assert both[1]["worst_p99_ms"] == pytest.approx(hog[1]["p99_ms"])  # the NaN does not win or poison it
+
+
+def test_reaction_is_the_first_request_served_shallower_after_the_hog_starts():
+    stepped = [dict(r, depth=50 if r["t"] < 10.4 else 26) for r in records()]
+    assert slo_serving.reaction_seconds(stepped, phase=PHASE, shallowest=26) == pytest.approx(0.4)
+    assert slo_serving.reaction_seconds(records(), phase=PHASE, shallowest=26) is None  # fixed at 50
+    assert slo_serving.reaction_seconds(records(depth=26), phase=PHASE, shallowest=26) == 0.0
