@@ -67,6 +67,8 @@ def bench_table(name: str) -> str:
     )
     columns = [
         "depth",
+        "back-end",
+        "precision",
         "batch",
         "p50 ms",
         "p90 ms",
@@ -81,12 +83,16 @@ def bench_table(name: str) -> str:
     lines: list[str] = []
     for r in data["rows"]:
         if r["status"] != "ok":
-            lines.append(f"| {r['depth']} | {r['batch']} | {r['status']}: {r.get('error')} ||||||||")
+            lines.append(
+                f"| {r['depth']} | {r.get('backend', '-')} | {r.get('precision', '-')} | {r['batch']} | "
+                f"{r['status']}: {r.get('error')} ||||||||"
+            )
             continue
         lat, acc = r["latency_ms"], r.get("accuracy") or {}
         top1 = f"{acc['top1']:.2f}" if acc.get("top1") is not None else "-"
         lines.append(
-            f"| {r['depth']} | {r['batch']} | {lat['p50']:.3f} | {lat['p90']:.3f} | {lat['p99']:.3f} | "
+            f"| {r['depth']} | {r.get('backend', '-')} | {r.get('precision', '-')} | {r['batch']} | "
+            f"{lat['p50']:.3f} | {lat['p90']:.3f} | {lat['p99']:.3f} | "
             f"{r['throughput']:.0f} | {top1} | {r.get('achieved_gflops', 0):.0f} | "
             f"{100 * r.get('fraction_of_fp32_peak', 0):.0f} | "
             f"{100 * r.get('fraction_of_measured_sgemm', 0):.0f} | {r['memory_mb']['peak_rss_mb']:.0f} |"
