@@ -231,3 +231,21 @@ def test_arrivals_count_what_a_saturated_or_refusing_server_never_finishes():
         if step % 3 == 0:
             finished_only.observe(120.0, 50, 76.0)
     assert finished_only.depth == 50  # 7/s finished looks like 50 % load: arrivals are what tell
+
+
+def test_no_accuracy_is_given_up_when_the_latency_is_not_the_models():
+    # a small model behind a slow HTTP path: 0.2-0.6 ms of inference in 3-20 ms requests, a 7 ms SLO
+    def feed(service: bool):
+        clock = Clock()
+        ctl = SLOController(TABLE, 7.0, clock=clock)
+        rng = np.random.default_rng(5)
+        for step in range(3000):  # 300 requests/s for 10 s
+            clock.now = step / 300
+            took = TABLE[ctl.depth] * rng.uniform(0.9, 1.1)
+            overhead = 3.0 + rng.exponential(2.0)  # the part no depth changes
+            ctl.observe(overhead + took, ctl.depth, took if service else None)
+        return ctl
+
+    assert feed(service=False).depth == 8  # on latency alone it steps down, for nothing
+    blind = feed(service=True)
+    assert blind.depth == 20 and blind.switches == 0  # the service times show the model is not the cause

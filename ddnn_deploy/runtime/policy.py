@@ -18,6 +18,7 @@ synthetic traces and a fake clock, no sleeps.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -199,14 +200,33 @@ class SLOController:
             return
         load = self.load(self._depth, now)
         enough = len(self._samples) >= self.settings.min_samples  # else only the load may move it (down)
-        if (enough and self.tail() > self.settings.down_at * self.slo_ms) or (
-            load is not None and load > self.settings.load_down
-        ):
+        tail_high = enough and self.tail() > self.settings.down_at * self.slo_ms and not self._futile(now)
+        if tail_high or (load is not None and load > self.settings.load_down):
             self._step_down(slowdown, now)
         elif enough:
             self._maybe_step_up(slowdown, now)
         else:
             self._slack_since = None  # slack is only seen with enough samples
+
+    def _inference_tail(self, depth: int, speed: float, now: float) -> float:
+        """A pessimistic tail (at ``quantile``) of the part of a request's latency spent on inference at
+        ``depth``: its own call, plus waiting behind others as in a single-server queue with exponential
+        service, ``service x (1 + -ln(1 - q) x load / (1 - load))`` (the M/M/1 tail when loaded; deterministic
+        service waits about half as long)."""
+        load = min(self.load(depth, now) or 0.0, 0.99)
+        waiting = -math.log(1.0 - min(self.settings.quantile, 0.999)) * load / (1.0 - load)
+        return self.table[depth] * speed * (1.0 + waiting)
+
+    def _futile(self, now: float) -> bool:
+        """Whether no depth could bring the tail under the SLO because most of the latency is not the model's
+        (the HTTP stack, the network, a client): the tail minus even a pessimistic inference share, plus the
+        shallowest depth's share, still over ``down_at``. Stepping down would then give up accuracy for
+        nothing. Needs service times; without them, never."""
+        speed = self.speed()
+        if speed is None or self._depth == self.depths[0]:  # before 2 s of requests: the load taken as 0
+            return False
+        best = self.tail() - self._inference_tail(self._depth, speed, now)
+        return best + self._inference_tail(self.depths[0], speed, now) > self.settings.down_at * self.slo_ms
 
     def _fits(self, depth: int, slowdown: float, now: float, latency_at: float, load_at: float) -> bool:
         load = self.load(depth, now)
