@@ -17,6 +17,7 @@ Writes results/slo_serving-MODEL.json and a timeline PNG (latency and depth agai
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import json
 import os
@@ -487,17 +488,45 @@ def plot_timeline(
     print(f"wrote {out}")
 
 
+COLUMNS = ("t_s", "latency_ms", "status", "depth", "infer_ms")  # one request of a timeline
+
+
+def save_timelines(stem: str, traces: dict[str, dict[int, list[dict]]]) -> str:
+    """Every request of every policy and trace, gzipped beside the summary (the demo's 130,000 requests would
+    make a 40 MB JSON); returns the file's name."""
+
+    def row(r: dict) -> list:
+        return [round(r["t"], 4), round(r["latency_ms"], 3), r["status"], r["depth"], r["infer_ms"]]
+
+    rows = {
+        name: {str(seed): [row(r) for r in records] for seed, records in by_seed.items()}
+        for name, by_seed in traces.items()
+    }
+    out = RESULTS / f"{stem}-timelines.json.gz"
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    with gzip.open(tmp, "wt") as f:
+        json.dump(rows, f, separators=(",", ":"))
+    os.replace(tmp, out)
+    return out.name
+
+
 def resummarize(model: str) -> None:
     """Recompute ``summary`` and ``per_trace`` (and the plot) of a saved run from its raw timelines: the same
-    requests, the statistics' current definitions."""
-    path = RESULTS / f"slo_serving-{model}.json"
-    data = json.loads(path.read_text())
-    columns = data["timeline_columns"]
-    keys = ["t" if c == "t_s" else c for c in columns]
+    requests, the statistics' current definitions. Timelines kept inside the JSON (older runs) move to the
+    gzipped file."""
+    stem = f"slo_serving-{model}"
+    data = json.loads((RESULTS / f"{stem}.json").read_text())
+    keys = ["t" if c == "t_s" else c for c in data.get("timeline_columns", COLUMNS)]
+    raw = data.pop("timelines", None)
+    if raw is None:
+        with gzip.open(RESULTS / data["timelines_file"], "rt") as f:
+            raw = json.load(f)
     traces = {
         name: {seed: [dict(zip(keys, row)) for row in rows] for seed, rows in by_seed.items()}
-        for name, by_seed in data["timelines"].items()
+        for name, by_seed in raw.items()
     }
+    data["timeline_columns"] = list(COLUMNS)
+    data["timelines_file"] = save_timelines(stem, traces)
     top1 = {int(d): v for d, v in data["bench_top1"].items()}
     phase, slo = data["phase_seconds"], data["slo_ms"]
     data["per_trace"] = {
@@ -653,17 +682,8 @@ def main() -> None:
             "summary": summary,
             "per_trace": per_trace,
             "environment": capture("onnxruntime", os.cpu_count()),
-            "timeline_columns": ["t_s", "latency_ms", "status", "depth", "infer_ms"],
-            "timelines": {
-                name: {
-                    str(seed): [
-                        [round(r["t"], 4), round(r["latency_ms"], 3), r["status"], r["depth"], r["infer_ms"]]
-                        for r in records
-                    ]
-                    for seed, records in by_seed.items()
-                }
-                for name, by_seed in traces.items()
-            },
+            "timeline_columns": list(COLUMNS),
+            "timelines_file": save_timelines(stem, traces),
         },
     )
     for name, by_seed in per_trace.items():

@@ -59,3 +59,27 @@ def test_reaction_is_the_first_request_served_shallower_after_the_hog_starts():
     assert slo_serving.reaction_seconds(stepped, phase=PHASE, shallowest=26) == pytest.approx(0.4)
     assert slo_serving.reaction_seconds(records(), phase=PHASE, shallowest=26) is None  # fixed at 50
     assert slo_serving.reaction_seconds(records(depth=26), phase=PHASE, shallowest=26) == 0.0
+
+
+def test_resummarize_moves_inline_timelines_to_the_gzipped_file(tmp_path, monkeypatch):
+    import gzip
+    import json
+
+    monkeypatch.setattr(slo_serving, "RESULTS", tmp_path)
+    monkeypatch.setattr(
+        slo_serving, "save_result", lambda stem, data: (tmp_path / f"{stem}.json").write_text(json.dumps(data))
+    )
+    rows = [[r["t"], r["latency_ms"], r["status"], r["depth"], r["infer_ms"]] for r in records(bad_at=[(10.0, 11.0)])]
+    saved = {
+        "slo_ms": SLO, "phase_seconds": PHASE, "rate_per_s": 20.0, "seeds": [1], "bench_top1": {"50": 76.0},
+        "timeline_columns": ["t_s", "latency_ms", "status", "depth", "infer_ms"], "timelines": {"fixed": {"1": rows}},
+    }  # fmt: skip
+    (tmp_path / "slo_serving-demo.json").write_text(json.dumps(saved))
+    slo_serving.resummarize("demo")
+    data = json.loads((tmp_path / "slo_serving-demo.json").read_text())
+    assert "timelines" not in data and data["per_trace"]["fixed"]["1"][1]["recovery_s"] == pytest.approx(1.0)
+    with gzip.open(tmp_path / data["timelines_file"], "rt") as f:
+        assert json.load(f) == {"fixed": {"1": rows}}
+    assert (tmp_path / "slo_serving-demo.png").stat().st_size > 0
+    slo_serving.resummarize("demo")  # and again, now from the gzipped file
+    assert json.loads((tmp_path / "slo_serving-demo.json").read_text())["summary"] == data["summary"]
