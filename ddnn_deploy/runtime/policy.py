@@ -133,8 +133,11 @@ class SLOController:
         """Observed tail at the current depth / its measured tail (queueing included, so about 1 on the bench's
         machine at light load and 2 or more at half speed). Right after a switch (too few samples at the new
         depth), the larger of the slowdown that decided the switch and the service-time ``speed``."""
-        if len(self._samples) >= self.settings.min_samples:
-            return self.tail() / self.table[self._depth]
+        return self._slowdown(self.tail() if len(self._samples) >= self.settings.min_samples else None)
+
+    def _slowdown(self, tail: float | None) -> float | None:
+        if tail is not None:
+            return tail / self.table[self._depth]
         known = [x for x in (self._carried, self.speed()) if x is not None]
         return max(known) if known else None
 
@@ -186,12 +189,13 @@ class SLOController:
         self._samples.append((now, float(latency_ms)))
         while len(self._samples) > self.settings.min_samples and now - self._samples[0][0] > self.settings.window_s:
             self._samples.popleft()  # a slow spell is forgotten once it is over (the newest few always count)
-        slowdown = self.slowdown()
+        enough = len(self._samples) >= self.settings.min_samples  # else only the load may move it (down)
+        tail = self.tail() if enough else None  # once per request: it sorts the window
+        slowdown = self._slowdown(tail)
         if slowdown is None or now - self._last_switch < self.settings.cooldown_s:
             return
         load = self.load(self._depth, now)
-        enough = len(self._samples) >= self.settings.min_samples  # else only the load may move it (down)
-        tail_high = enough and self.tail() > self.settings.down_at * self.slo_ms and not self._futile(now)
+        tail_high = tail is not None and tail > self.settings.down_at * self.slo_ms and not self._futile(now, tail)
         if tail_high or (load is not None and load > self.settings.load_down):
             self._step_down(slowdown, now)
         elif enough:
@@ -208,15 +212,15 @@ class SLOController:
         waiting = -math.log(1.0 - min(self.settings.quantile, 0.999)) * load / (1.0 - load)
         return self.table[depth] * speed * (1.0 + waiting)
 
-    def _futile(self, now: float) -> bool:
+    def _futile(self, now: float, tail: float) -> bool:
         """Whether no depth could bring the tail under the SLO because most of the latency is not the model's
         (the HTTP stack, the network, a client): the tail minus even a pessimistic inference share, plus the
         shallowest depth's share, still over ``down_at``. Stepping down would then give up accuracy for
-        nothing. Needs service times; without them, never."""
+        nothing. Needs service times; without them, never. Before 2 s of requests the load is taken as 0."""
         speed = self.speed()
-        if speed is None or self._depth == self.depths[0]:  # before 2 s of requests: the load taken as 0
+        if speed is None or self._depth == self.depths[0]:
             return False
-        best = self.tail() - self._inference_tail(self._depth, speed, now)
+        best = tail - self._inference_tail(self._depth, speed, now)
         return best + self._inference_tail(self.depths[0], speed, now) > self.settings.down_at * self.slo_ms
 
     def _fits(self, depth: int, slowdown: float, now: float, latency_at: float, load_at: float) -> bool:
